@@ -1,0 +1,64 @@
+# Gatehouse tasks. `just --list` shows them.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+fuzztime := env_var_or_default("FUZZTIME", "30s")
+
+default: test
+
+# Build the server binary into bin/gatehouse.
+build:
+    go build -o bin/gatehouse ./cmd/gatehouse
+
+# Build and run the server.
+run: build
+    ./bin/gatehouse serve
+
+# Install the Debian packages the tests and interop drivers need (same list as CI).
+deps:
+    bash .ci/deps.sh
+
+# vet and the full test suite with the race detector.
+test: deps
+    go vet ./...
+    go test -race -count=1 -timeout 25m ./...
+
+# gofmt must list nothing; go vet must pass.
+lint:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    unformatted=$(gofmt -l .)
+    if [ -n "$unformatted" ]; then echo "gofmt -l lists:"; echo "$unformatted"; exit 1; fi
+    go vet ./...
+
+# Run every Fuzz* target for FUZZTIME (default 30s) each.
+fuzz:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    listing=$(go test -list '^Fuzz' ./...)
+    targets=()
+    names=()
+    # `go test -list` prints a package's matching names, then "ok <pkg> <time>".
+    while IFS= read -r line; do
+      case "$line" in
+        Fuzz*) names+=("$line") ;;
+        ok*)
+          pkg=$(awk '{print $2}' <<<"$line")
+          for n in "${names[@]}"; do targets+=("$pkg $n"); done
+          names=()
+          ;;
+      esac
+    done <<<"$listing"
+    if [ "${#targets[@]}" -eq 0 ]; then echo "no fuzz targets"; exit 0; fi
+    for t in "${targets[@]}"; do
+      read -r pkg name <<<"$t"
+      echo "== fuzz $pkg $name for {{fuzztime}}"
+      go test -run '^$' -fuzz "^${name}\$" -fuzztime "{{fuzztime}}" "$pkg"
+    done
+
+# Benchmarks, no tests.
+bench:
+    go test -run '^$' -bench . -benchmem ./...
+
+# Prove the interop drivers (slixmpp, profanity, go-sendxmpp) against a real Prosody.
+interop-smoke: deps
+    bash testdata/interop/prosody-smoke.sh

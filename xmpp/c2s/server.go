@@ -1,0 +1,217 @@
+// Package c2s accepts client connections (RFC 6120): stream negotiation
+// with required TLS, SASL and resource binding, then a read loop that stamps
+// every stanza with the authenticated address and hands it to the router.
+//
+// It must not import s2s, transports, policy or any feature module; it
+// reaches the rest of the server only through router and hook interfaces.
+package c2s
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"gatehouse/xmpp/auth"
+	"gatehouse/xmpp/conn"
+	"gatehouse/xmpp/router"
+	"gatehouse/xmpp/sessions"
+	"gatehouse/xmpp/stanza"
+)
+
+// Resource conflict policies (RFC 6120 §7.7.2.2).
+const (
+	ConflictReplace = "replace"
+	ConflictRefuse  = "refuse"
+	ConflictRename  = "rename"
+)
+
+// Config configures the c2s server.
+type Config struct {
+	Hosts            []string
+	TLS              *tls.Config
+	Cert             *x509.Certificate // leaf, for tls-server-end-point
+	Limits           conn.Limits
+	Timeouts         conn.Timeouts
+	HandshakeTimeout time.Duration
+	AllowPlain       bool
+	SCRAMIterations  int // what new accounts get; unknown users are shown the same
+	MaxAuthAttempts  int
+	ResourceConflict string
+	MaxPerIP         int
+	// Lookup fetches SCRAM verifiers for SASL.
+	Lookup auth.Lookup
+	// Disabled reports a locked account (SASL account-disabled).
+	Disabled func(ctx context.Context, username string) bool
+	// Features are extra post-bind stream features (roster versioning,
+	// pre-approval, stream management ...).
+	Features []*stanza.Element
+}
+
+// Router is what c2s needs of the router.
+type Router interface {
+	Route(ctx context.Context, env *router.Envelope) error
+}
+
+// Lifecycle is told about bound and ended sessions.
+type Lifecycle interface {
+	SessionBound(ctx context.Context, s *sessions.Session)
+	SessionEnded(ctx context.Context, s *sessions.Session)
+}
+
+// Nonza handles a top-level non-stanza element on a bound stream (XEP-0198,
+// XEP-0352 ...). It returns false when it does not know the element.
+type Nonza func(ctx context.Context, s *Stream, el *stanza.Element) bool
+
+// Server accepts client streams.
+type Server struct {
+	cfg    Config
+	log    logrus.FieldLogger
+	router Router
+	table  *sessions.Table
+	life   Lifecycle
+	ids    *atomic.Uint64
+	hosts  map[string]bool
+	nonzas []Nonza
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	streams   map[*Stream]struct{}
+	perIP     map[string]int
+	closing   bool
+	wg        sync.WaitGroup
+
+	authFailures atomic.Uint64
+}
+
+// New returns a c2s server. ids is the server-wide connection id counter.
+func New(cfg Config, log logrus.FieldLogger, r Router, table *sessions.Table, life Lifecycle, ids *atomic.Uint64) *Server {
+	if cfg.MaxAuthAttempts <= 0 {
+		cfg.MaxAuthAttempts = 3
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.ResourceConflict == "" {
+		cfg.ResourceConflict = ConflictReplace
+	}
+	s := &Server{cfg: cfg, log: log, router: r, table: table, life: life, ids: ids,
+		hosts: make(map[string]bool), streams: make(map[*Stream]struct{}), perIP: make(map[string]int)}
+	for _, h := range cfg.Hosts {
+		s.hosts[h] = true
+	}
+	return s
+}
+
+// AddNonza registers a handler for top-level non-stanza elements.
+func (s *Server) AddNonza(n Nonza) { s.nonzas = append(s.nonzas, n) }
+
+// AddFeature adds a post-bind stream feature.
+func (s *Server) AddFeature(f *stanza.Element) { s.cfg.Features = append(s.cfg.Features, f) }
+
+// AuthFailures returns the number of failed SASL attempts since start.
+func (s *Server) AuthFailures() uint64 { return s.authFailures.Load() }
+
+// Serve accepts connections on ln until it is closed. directTLS selects
+// XEP-0368 direct TLS instead of STARTTLS.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ln.Close()
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Back off on resource exhaustion (EMFILE) as net/http does.
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay *= 2; delay > time.Second {
+					delay = time.Second
+				}
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(ctx, nc, directTLS)
+		}()
+	}
+}
+
+func (s *Server) admit(st *Stream, ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.streams[st] = struct{}{}
+	s.perIP[ip]++
+	return s.cfg.MaxPerIP <= 0 || s.perIP[ip] <= s.cfg.MaxPerIP
+}
+
+func (s *Server) release(st *Stream, ip string) {
+	s.mu.Lock()
+	delete(s.streams, st)
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes every stream with system-shutdown and
+// waits for the streams to end or ctx to expire.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	streams := make([]*Stream, 0, len(s.streams))
+	for st := range s.streams {
+		streams = append(streams, st)
+	}
+	s.mu.Unlock()
+	for _, st := range streams {
+		st.c.CloseStream("system-shutdown", "the server is shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, st := range streams {
+			_ = st.c.Close()
+		}
+		return ctx.Err()
+	}
+}
+
+// Count returns the number of open client connections.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.streams)
+}

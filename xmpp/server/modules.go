@@ -1,0 +1,18 @@
+package server
+
+import (
+	"gatehouse/xmpp/mod/message"
+	"gatehouse/xmpp/stanza"
+)
+
+// registerModules attaches the feature modules to the bus. Order does not
+// matter: handlers carry their own priorities.
+func (s *Server) registerModules() {
+	log := s.log.WithField("component", "mod")
+	message.New(s.db, s.cfg.Offline.MaxPerUser, log.WithField("mod", "message"), nil).Register(s.bus)
+}
+
+// streamFeatures are the post-bind stream features modules contribute.
+func (s *Server) streamFeatures() []*stanza.Element {
+	return nil
+}

@@ -1,0 +1,271 @@
+// Package server is the composition root: New wires storage, TLS, the
+// router, the hook bus, feature modules and listeners from a Config; Run
+// serves until the context ends and then shuts down gracefully.
+//
+// Nothing imports this package except cmd and tests.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"gatehouse/xmpp/auth"
+	"gatehouse/xmpp/c2s"
+	"gatehouse/xmpp/config"
+	"gatehouse/xmpp/conn"
+	"gatehouse/xmpp/hook"
+	"gatehouse/xmpp/router"
+	"gatehouse/xmpp/sessions"
+	"gatehouse/xmpp/storage"
+	"gatehouse/xmpp/tlsconf"
+)
+
+// Version is the server version, set by the build (-ldflags -X).
+var Version = "0.1.0-dev"
+
+// Server is a running Gatehouse instance.
+type Server struct {
+	cfg    *config.Config
+	log    *logrus.Logger
+	db     *storage.DB
+	tls    *tls.Config
+	cert   *x509.Certificate
+	table  *sessions.Table
+	bus    *hook.Bus
+	router *router.Router
+	c2s    *c2s.Server
+	ids    atomic.Uint64
+
+	mu        sync.Mutex
+	listeners []listener
+	zones     *zones
+}
+
+type listener struct {
+	ln        net.Listener
+	directTLS bool
+}
+
+// DBFile is the name of the main database inside the data directory.
+const DBFile = "gatehouse.db"
+
+// OpenDB opens the main database in dataDir, creating the directory.
+func OpenDB(ctx context.Context, dataDir string) (*storage.DB, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data directory: %w", err)
+	}
+	return storage.Open(ctx, filepath.Join(dataDir, DBFile))
+}
+
+// New builds a server from cfg. It opens storage and binds no sockets yet.
+func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, error) {
+	db, err := OpenDB(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, cert, err := tlsconf.Load(tlsconf.Options{
+		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, DataDir: cfg.DataDir,
+		Hosts: cfg.Hosts, MinVersion: cfg.TLS.MinVersion,
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, db: db, tls: tlsCfg, cert: cert, table: sessions.NewTable()}
+	s.bus = hook.New(cfg.Hosts, db, s.table)
+	s.zones = &zones{local: s.bus, transports: map[string]bool{}}
+	s.router = router.New(router.Config{Resolver: s.zones, Local: s.bus})
+	s.bus.SetRouter(s.router)
+	s.bus.AddIdentity(hook.Identity{Category: "server", Type: "im", Name: cfg.Server.Name})
+	s.registerModules()
+
+	c2sCfg := c2s.Config{
+		Hosts: cfg.Hosts, TLS: tlsCfg, Cert: cert,
+		Limits: conn.Limits{
+			MaxStanzaBytes: cfg.Limits.MaxStanzaBytes, MaxDepth: cfg.Limits.MaxDepth,
+			SendQueue: cfg.Limits.SendQueue, SendQueueBytes: cfg.Limits.SendQueueBytes,
+		},
+		Timeouts: conn.Timeouts{
+			Idle: cfg.C2S.PingInterval.D(), Answer: cfg.C2S.IdleTimeout.D(),
+			Keepalive: cfg.C2S.KeepaliveInterval.D(),
+		},
+		HandshakeTimeout: cfg.C2S.HandshakeTimeout.D(),
+		AllowPlain:       cfg.Auth.AllowPlain,
+		SCRAMIterations:  cfg.Auth.SCRAMIterations,
+		MaxAuthAttempts:  cfg.Auth.MaxAttempts,
+		ResourceConflict: cfg.C2S.ResourceConflict,
+		MaxPerIP:         cfg.C2S.MaxConnectionsPerIP,
+		Lookup:           s.lookup,
+		Disabled: func(ctx context.Context, user string) bool {
+			locked, err := db.Locked(ctx, user)
+			return err == nil && locked
+		},
+		Features: s.streamFeatures(),
+	}
+	s.c2s = c2s.New(c2sCfg, log.WithField("component", "c2s"), s.router, s.table, s.bus, &s.ids)
+	return s, nil
+}
+
+func (s *Server) lookup(ctx context.Context, user string) (auth.Credentials, error) {
+	c, err := s.db.Credentials(ctx, user)
+	if errors.Is(err, storage.ErrNoUser) {
+		return c, fmt.Errorf("%w: %w", auth.ErrNoUser, err)
+	}
+	return c, err
+}
+
+// DB returns the main database.
+func (s *Server) DB() *storage.DB { return s.db }
+
+// Router returns the router.
+func (s *Server) Router() *router.Router { return s.router }
+
+// Bus returns the local hook bus.
+func (s *Server) Bus() *hook.Bus { return s.bus }
+
+// Sessions returns the session table.
+func (s *Server) Sessions() *sessions.Table { return s.table }
+
+// C2S returns the client listener server.
+func (s *Server) C2S() *c2s.Server { return s.c2s }
+
+// Certificate returns the server's leaf certificate.
+func (s *Server) Certificate() *x509.Certificate { return s.cert }
+
+// AddTransportDomain marks domain as a transport (its stanzas cross the
+// boundary); the transport deliverer is set with Router().SetTransport.
+func (s *Server) AddTransportDomain(domain string) {
+	s.zones.mu.Lock()
+	s.zones.transports[domain] = true
+	s.zones.mu.Unlock()
+}
+
+// Listen binds every configured listener. Addresses ending in :0 get a free
+// port; Addrs reports what was bound.
+func (s *Server) Listen() error {
+	bind := func(addr string, direct bool) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("server: listen %s: %w", addr, err)
+		}
+		s.mu.Lock()
+		s.listeners = append(s.listeners, listener{ln: ln, directTLS: direct})
+		s.mu.Unlock()
+		return nil
+	}
+	for _, a := range s.cfg.C2S.Listen {
+		if err := bind(a, false); err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
+	for _, a := range s.cfg.C2S.ListenTLS {
+		if err := bind(a, true); err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		_ = l.ln.Close()
+	}
+	s.listeners = nil
+}
+
+// Addrs returns the bound c2s addresses: STARTTLS ones, then direct TLS.
+func (s *Server) Addrs() (starttls, direct []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.directTLS {
+			direct = append(direct, l.ln.Addr().String())
+		} else {
+			starttls = append(starttls, l.ln.Addr().String())
+		}
+	}
+	return starttls, direct
+}
+
+// Run serves until ctx is cancelled, then shuts down: streams are closed
+// with system-shutdown, queues drained, storage closed.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if len(s.listeners) == 0 {
+		s.mu.Unlock()
+		if err := s.Listen(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+	}
+	ls := append([]listener(nil), s.listeners...)
+	s.mu.Unlock()
+	serveCtx := context.WithoutCancel(ctx)
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		s.log.WithFields(logrus.Fields{"addr": l.ln.Addr().String(), "direct_tls": l.directTLS}).Info("c2s listening")
+		go func() { errc <- s.c2s.Serve(serveCtx, l.ln, l.directTLS) }()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.c2s.Shutdown(shutCtx); err != nil {
+		s.log.WithError(err).Warn("some streams did not close in time")
+	}
+	if err := s.db.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// Reload re-reads what can change at run time (SIGHUP): the log level.
+// Certificates configured as files are re-read on the next handshake by
+// tlsconf.
+func (s *Server) Reload(cfg *config.Config) {
+	if lvl, err := logrus.ParseLevel(cfg.Log.Level); err == nil {
+		s.log.SetLevel(lvl)
+	}
+	s.log.Info("configuration reloaded")
+}
+
+// zones resolves a domain to its zone: hosted and internal component
+// domains are local, registered transports are transport, anything else is
+// remote.
+type zones struct {
+	local      *hook.Bus
+	mu         sync.RWMutex
+	transports map[string]bool
+}
+
+func (z *zones) ZoneOf(domain string) router.Zone {
+	if z.local.ZoneOf(domain) == router.ZoneLocal {
+		return router.ZoneLocal
+	}
+	z.mu.RLock()
+	t := z.transports[domain]
+	z.mu.RUnlock()
+	if t {
+		return router.ZoneTransport
+	}
+	return router.ZoneRemote
+}

@@ -1,0 +1,447 @@
+package xmpptest
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mellium.im/sasl"
+	"mellium.im/xmpp/jid"
+
+	"gatehouse/xmpp/stanza"
+)
+
+// ClientOptions tune Dial.
+type ClientOptions struct {
+	Mechanism string // default SCRAM-SHA-256
+	Resource  string // "" lets the server choose
+	DirectTLS bool
+	TLS13     bool // force TLS 1.3 (default lets Go choose, which is 1.3)
+	TLS12     bool // force TLS 1.2
+	// NoReader leaves reading to the caller (benchmarks): Conn returns the
+	// TLS connection and Expect must not be used.
+	NoReader bool
+}
+
+// Conn returns the client's TLS connection.
+func (c *Client) Conn() net.Conn { return c.nc }
+
+// Client is a raw XMPP client for tests.
+type Client struct {
+	t     testing.TB
+	nc    net.Conn
+	dec   *xml.Decoder
+	JID   jid.JID
+	Mech  string
+	wmu   sync.Mutex
+	in    chan *stanza.Stanza
+	nonza chan *stanza.Element
+	errc  chan error
+	// StreamError is set when the server sent <stream:error>.
+	mu          sync.Mutex
+	streamError string
+	backlog     []*stanza.Stanza
+}
+
+var mechanisms = map[string]sasl.Mechanism{
+	"SCRAM-SHA-1": sasl.ScramSha1, "SCRAM-SHA-1-PLUS": sasl.ScramSha1Plus,
+	"SCRAM-SHA-256": sasl.ScramSha256, "SCRAM-SHA-256-PLUS": sasl.ScramSha256Plus,
+	"PLAIN": sasl.Plain,
+}
+
+// Dial logs user in to ts and returns a bound client.
+func (ts *TestServer) Dial(t testing.TB, user, password string, o ClientOptions) *Client {
+	t.Helper()
+	c, err := ts.TryDial(t, user, password, o)
+	if err != nil {
+		t.Fatalf("xmpptest: login %s: %v", user, err)
+	}
+	return c
+}
+
+// TryDial is Dial returning the error instead of failing the test.
+func (ts *TestServer) TryDial(t testing.TB, user, password string, o ClientOptions) (*Client, error) {
+	if o.Mechanism == "" {
+		o.Mechanism = "SCRAM-SHA-256"
+	}
+	addr := ts.Addr
+	if o.DirectTLS {
+		addr = ts.TLSAddr
+	}
+	tc := &tls.Config{RootCAs: ts.Roots, ServerName: ts.Domain}
+	if o.TLS12 {
+		tc.MaxVersion = tls.VersionTLS12
+	}
+	if o.TLS13 {
+		tc.MinVersion = tls.VersionTLS13
+	}
+	nc, err := net.DialTimeout("tcp", addr, Timeout)
+	if err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Now().Add(Timeout))
+	c := &Client{t: t, nc: nc, Mech: o.Mechanism}
+	fail := func(err error) (*Client, error) {
+		_ = nc.Close()
+		return nil, err
+	}
+	if o.DirectTLS {
+		tlsc := tls.Client(nc, tc)
+		if err := tlsc.Handshake(); err != nil {
+			return fail(err)
+		}
+		c.nc = tlsc
+	} else {
+		feats, err := c.open(ts.Domain)
+		if err != nil {
+			return fail(err)
+		}
+		if feats.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
+			return fail(errors.New("no starttls offered"))
+		}
+		c.raw(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`)
+		if el, err := c.nextElement(); err != nil || el.Name.Local != "proceed" {
+			return fail(fmt.Errorf("starttls: %v %v", el, err))
+		}
+		tlsc := tls.Client(nc, tc)
+		if err := tlsc.Handshake(); err != nil {
+			return fail(err)
+		}
+		c.nc = tlsc
+	}
+	feats, err := c.open(ts.Domain)
+	if err != nil {
+		return fail(err)
+	}
+	if err := c.auth(feats, user, password, o.Mechanism); err != nil {
+		return fail(err)
+	}
+	feats, err = c.open(ts.Domain)
+	if err != nil {
+		return fail(err)
+	}
+	if feats.Child("urn:ietf:params:xml:ns:xmpp-bind", "bind") == nil {
+		return fail(errors.New("no bind feature"))
+	}
+	res := ""
+	if o.Resource != "" {
+		res = "<resource>" + o.Resource + "</resource>"
+	}
+	c.raw(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>` + res + `</bind></iq>`)
+	el, err := c.nextElement()
+	if err != nil {
+		return fail(err)
+	}
+	if el.AttrValue("type") != "result" {
+		return fail(fmt.Errorf("bind failed: %s", el))
+	}
+	j, err := jid.Parse(el.Child("", "bind").ChildText("", "jid"))
+	if err != nil {
+		return fail(err)
+	}
+	c.JID = j
+	_ = c.nc.SetDeadline(time.Time{})
+	if o.NoReader {
+		t.Cleanup(func() { c.Close() })
+		return c, nil
+	}
+	c.in = make(chan *stanza.Stanza, 1024)
+	c.nonza = make(chan *stanza.Element, 64)
+	c.errc = make(chan error, 1)
+	go c.readLoop()
+	t.Cleanup(func() { c.Close() })
+	return c, nil
+}
+
+func (c *Client) open(domain string) (*stanza.Element, error) {
+	c.dec = xml.NewDecoder(c.nc)
+	c.raw(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='` + domain + `' version='1.0'>`)
+	for {
+		tok, err := c.dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "stream" {
+			break
+		}
+	}
+	el, err := c.nextElement()
+	if err != nil {
+		return nil, err
+	}
+	if el.Name.Local != "features" {
+		return nil, fmt.Errorf("expected features, got %s", el)
+	}
+	return el, nil
+}
+
+func (c *Client) nextElement() (*stanza.Element, error) {
+	for {
+		tok, err := c.dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			el, err := stanza.ReadElement(c.dec, t.Copy())
+			if err != nil {
+				return nil, err
+			}
+			if el.Name.Local == "error" && el.Name.Space == "http://etherx.jabber.org/streams" {
+				return nil, fmt.Errorf("stream error: %s", el)
+			}
+			return el, nil
+		case xml.EndElement:
+			return nil, errors.New("stream closed")
+		}
+	}
+}
+
+func (c *Client) auth(feats *stanza.Element, user, password, mech string) error {
+	m, ok := mechanisms[mech]
+	if !ok {
+		return fmt.Errorf("xmpptest: unknown mechanism %s", mech)
+	}
+	var offered []string
+	if ms := feats.Child("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms"); ms != nil {
+		for _, e := range ms.Elements() {
+			offered = append(offered, e.Text())
+		}
+	}
+	tc := c.nc.(*tls.Conn)
+	cs := tc.ConnectionState()
+	client := sasl.NewClient(m, sasl.Credentials(func() ([]byte, []byte, []byte) {
+		return []byte(user), []byte(password), nil
+	}), sasl.TLSState(cs), sasl.RemoteMechanisms(offered...))
+	_, resp, err := client.Step(nil)
+	if err != nil {
+		return err
+	}
+	c.raw(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='` + mech + `'>` + b64(resp) + `</auth>`)
+	for {
+		el, err := c.nextElement()
+		if err != nil {
+			return err
+		}
+		data, _ := base64.StdEncoding.DecodeString(el.Text())
+		switch el.Name.Local {
+		case "challenge":
+			_, resp, err := client.Step(data)
+			if err != nil {
+				return err
+			}
+			c.raw(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>` + b64(resp) + `</response>`)
+		case "success":
+			if len(data) > 0 {
+				if _, _, err := client.Step(data); err != nil {
+					return fmt.Errorf("server signature: %w", err)
+				}
+			}
+			return nil
+		default:
+			return &AuthError{Condition: firstChild(el)}
+		}
+	}
+}
+
+// AuthError is a SASL failure.
+type AuthError struct{ Condition string }
+
+func (e *AuthError) Error() string { return "sasl failure: " + e.Condition }
+
+func firstChild(el *stanza.Element) string {
+	for _, e := range el.Elements() {
+		if e.Name.Local != "text" {
+			return e.Name.Local
+		}
+	}
+	return ""
+}
+
+func b64(b []byte) string {
+	if len(b) == 0 {
+		return "="
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func (c *Client) raw(s string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, _ = c.nc.Write([]byte(s))
+}
+
+// Send writes raw XML.
+func (c *Client) Send(xmlText string) {
+	c.raw(xmlText)
+}
+
+// Sendf writes formatted raw XML.
+func (c *Client) Sendf(format string, args ...any) { c.raw(fmt.Sprintf(format, args...)) }
+
+func (c *Client) readLoop() {
+	defer close(c.in)
+	for {
+		tok, err := c.dec.Token()
+		if err != nil {
+			c.errc <- err
+			return
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			t = t.Copy()
+			if stanza.KindOf(t.Name.Local) != 0 && t.Name.Space == stanza.NSClient {
+				s, err := stanza.Parse(c.dec, t)
+				if err != nil {
+					c.errc <- err
+					return
+				}
+				c.in <- s
+				continue
+			}
+			el, err := stanza.ReadElement(c.dec, t)
+			if err != nil {
+				c.errc <- err
+				return
+			}
+			if el.Name.Local == "error" && el.Name.Space == "http://etherx.jabber.org/streams" {
+				c.mu.Lock()
+				c.streamError = firstChild(el)
+				c.mu.Unlock()
+				continue
+			}
+			select {
+			case c.nonza <- el:
+			default:
+			}
+		case xml.EndElement:
+			c.errc <- errors.New("stream closed by server")
+			return
+		}
+	}
+}
+
+// Expect waits for a stanza matching f (earlier non-matching stanzas stay
+// queued for later Expect calls) and fails the test after Timeout.
+func (c *Client) Expect(f func(*stanza.Stanza) bool) *stanza.Stanza {
+	c.t.Helper()
+	s, err := c.TryExpect(f, Timeout)
+	if err != nil {
+		c.t.Fatalf("xmpptest: %s: %v", c.JID, err)
+	}
+	return s
+}
+
+// TryExpect is Expect with a timeout and an error instead of a failure.
+func (c *Client) TryExpect(f func(*stanza.Stanza) bool, d time.Duration) (*stanza.Stanza, error) {
+	c.mu.Lock()
+	for i, s := range c.backlog {
+		if f(s) {
+			c.backlog = append(c.backlog[:i], c.backlog[i+1:]...)
+			c.mu.Unlock()
+			return s, nil
+		}
+	}
+	c.mu.Unlock()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case s, ok := <-c.in:
+			if !ok {
+				return nil, fmt.Errorf("connection closed while waiting (stream error %q)", c.StreamError())
+			}
+			if f(s) {
+				return s, nil
+			}
+			c.mu.Lock()
+			c.backlog = append(c.backlog, s)
+			c.mu.Unlock()
+		case <-timer.C:
+			var seen []string
+			c.mu.Lock()
+			for _, s := range c.backlog {
+				seen = append(seen, s.String())
+			}
+			c.mu.Unlock()
+			return nil, fmt.Errorf("timed out; unmatched stanzas: %s", strings.Join(seen, "\n"))
+		}
+	}
+}
+
+// ExpectNone checks that no stanza matching f arrives within d. Use it only
+// after a later stanza proves ordering (e.g. an iq round trip), so it never
+// stands in for synchronisation.
+func (c *Client) ExpectNone(f func(*stanza.Stanza) bool, d time.Duration) {
+	c.t.Helper()
+	if s, err := c.TryExpect(f, d); err == nil {
+		c.t.Fatalf("xmpptest: %s: unexpected stanza %s", c.JID, s)
+	}
+}
+
+// Ping does an iq round trip to the server; since the server handles a
+// connection's stanzas in order, everything sent before it has been
+// processed when it returns.
+func (c *Client) Ping() {
+	c.t.Helper()
+	id := fmt.Sprintf("sync-%d", time.Now().UnixNano())
+	c.Sendf(`<iq type='get' id='%s'><ping xmlns='urn:xmpp:ping'/></iq>`, id)
+	c.Expect(func(s *stanza.Stanza) bool { return s.Kind == stanza.KindIQ && s.ID == id })
+}
+
+// WaitClosed waits for the server to close the stream and returns the
+// stream error condition it sent ("" for none).
+func (c *Client) WaitClosed() string {
+	c.t.Helper()
+	timer := time.NewTimer(Timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-c.in:
+			if !ok {
+				return c.StreamError()
+			}
+		case <-timer.C:
+			c.t.Fatalf("xmpptest: %s: stream not closed", c.JID)
+		}
+	}
+}
+
+// StreamError returns the stream error condition received, if any.
+func (c *Client) StreamError() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streamError
+}
+
+// Close ends the stream and the connection.
+func (c *Client) Close() {
+	c.raw(`</stream:stream>`)
+	_ = c.nc.Close()
+}
+
+// Kind matchers.
+
+// IsMessage matches messages with the given body.
+func IsMessage(body string) func(*stanza.Stanza) bool {
+	return func(s *stanza.Stanza) bool { return s.Kind == stanza.KindMessage && s.Body() == body }
+}
+
+// IsIQResult matches the result or error for iq id.
+func IsIQ(id string) func(*stanza.Stanza) bool {
+	return func(s *stanza.Stanza) bool { return s.Kind == stanza.KindIQ && s.ID == id }
+}
+
+// IsPresence matches presence of the given type from the bare JID from.
+func IsPresence(typ string, from string) func(*stanza.Stanza) bool {
+	return func(s *stanza.Stanza) bool {
+		return s.Kind == stanza.KindPresence && s.Type == typ && (from == "" || s.From.Bare().String() == from)
+	}
+}
