@@ -140,7 +140,8 @@ const (
 // best first. tls-exporter needs TLS 1.3 or TLS 1.2 with the extended master
 // secret (RFC 9266 §3); tls-server-end-point needs the server certificate.
 func ChannelBindings(cs *tls.ConnectionState, cert *x509.Certificate) []string {
-	if cs == nil {
+	if cs == nil || !cs.HandshakeComplete {
+		// Nothing binds to a channel that is not yet established.
 		return nil
 	}
 	var out []string
@@ -153,10 +154,17 @@ func ChannelBindings(cs *tls.ConnectionState, cert *x509.Certificate) []string {
 	return out
 }
 
-func exporterData(cs *tls.ConnectionState) ([]byte, error) {
-	if cs.Version < tls.VersionTLS12 {
-		return nil, errors.New("auth: tls-exporter needs TLS 1.2 or later")
+func exporterData(cs *tls.ConnectionState) (data []byte, err error) {
+	if !cs.HandshakeComplete || cs.Version < tls.VersionTLS12 {
+		return nil, errors.New("auth: tls-exporter needs a completed TLS 1.2 or later handshake")
 	}
+	// A ConnectionState not obtained from a tls.Conn (a literal, as in
+	// tests of callers) has no exporter and ExportKeyingMaterial panics.
+	defer func() {
+		if recover() != nil {
+			data, err = nil, errors.New("auth: connection state has no keying material exporter")
+		}
+	}()
 	return cs.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
 }
 
@@ -183,7 +191,7 @@ func endPointData(cert *x509.Certificate) ([]byte, error) {
 }
 
 func bindingData(kind string, cs *tls.ConnectionState, cert *x509.Certificate) ([]byte, error) {
-	if cs == nil {
+	if cs == nil || !cs.HandshakeComplete {
 		return nil, errors.New("auth: channel binding without TLS")
 	}
 	switch kind {

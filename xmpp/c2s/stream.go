@@ -334,8 +334,6 @@ func (st *Stream) authenticate(ctx context.Context) error {
 			st.c.Reset()
 			return nil
 		}
-		st.authFails++
-		st.srv.authFailures.Add(1)
 		if st.authFails >= st.srv.cfg.MaxAuthAttempts {
 			return streamErr("policy-violation", "too many failed authentication attempts")
 		}
@@ -351,25 +349,25 @@ func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.Conn
 		Domain: st.host, FakeIterations: st.srv.cfg.SCRAMIterations,
 	})
 	if err != nil {
-		st.sendSASLError(err)
+		st.authFailedErr(err)
 		return false, nil
 	}
 	in, ok := decodeSASL(el.Text())
 	if !ok {
-		st.saslFailure("incorrect-encoding", "")
+		st.authFailed("incorrect-encoding", "")
 		return false, nil
 	}
 	for {
 		out, done, err := ex.Step(ctx, in)
 		if err != nil {
-			st.sendSASLError(err)
+			st.authFailedErr(err)
 			st.log.WithField("mechanism", mech).Info("authentication failed")
 			return false, nil
 		}
 		if done {
 			user := ex.Username()
 			if st.srv.cfg.Disabled != nil && st.srv.cfg.Disabled(ctx, user) {
-				st.saslFailure("account-disabled", "this account is locked")
+				st.authFailed("account-disabled", "this account is locked")
 				return false, nil
 			}
 			payload := ""
@@ -391,17 +389,31 @@ func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.Conn
 			return false, st.readFailure(err)
 		}
 		if start.Name.Space == nsSASL && start.Name.Local == "abort" {
-			st.saslFailure("aborted", "")
+			st.authFailed("aborted", "")
 			return false, nil
 		}
 		if start.Name.Space != nsSASL || start.Name.Local != "response" {
 			return false, streamErr("not-authorized", "expected a SASL response")
 		}
 		if in, ok = decodeSASL(resp.Text()); !ok {
-			st.saslFailure("incorrect-encoding", "")
+			st.authFailed("incorrect-encoding", "")
 			return false, nil
 		}
 	}
+}
+
+// authFailed counts a failed attempt before telling the client, so the
+// count is exact by the time the client sees the failure.
+func (st *Stream) authFailed(cond, text string) {
+	st.authFails++
+	st.srv.authFailures.Add(1)
+	st.saslFailure(cond, text)
+}
+
+func (st *Stream) authFailedErr(err error) {
+	st.authFails++
+	st.srv.authFailures.Add(1)
+	st.sendSASLError(err)
 }
 
 func (st *Stream) sendSASLError(err error) {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gatehouse/xmpp/stanza"
@@ -59,10 +60,13 @@ type Conn struct {
 	to     Timeouts
 	ns     string // stream content namespace for Send
 
-	nc  net.Conn
-	lr  *limitReader
-	dec *xml.Decoder
-	dr  depthReader
+	nc net.Conn
+	lr *limitReader
+	// final is set by the writer when the stream is ending: the reader
+	// then only waits out the close deadline.
+	final atomic.Bool
+	dec   *xml.Decoder
+	dr    depthReader
 	// begun is set once the document's first element arrived; an XML
 	// declaration is allowed only before it.
 	begun bool
@@ -321,7 +325,7 @@ func (c *Conn) kill() {
 // peer sees the end, and give the reader a moment to see the peer's close.
 func (c *Conn) finish() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-	c.lr.hard = time.Now().Add(2 * time.Second)
+	c.final.Store(true) // the reader must not re-arm idle deadlines now
 	switch nc := c.nc.(type) {
 	case *tls.Conn:
 		_ = nc.CloseWrite()
@@ -456,7 +460,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		return 0, ErrTooBig
 	}
 	for {
-		if l.hard.IsZero() && l.c.to.Idle > 0 {
+		if l.hard.IsZero() && l.c.to.Idle > 0 && !l.c.final.Load() {
 			now := time.Now()
 			if !l.idle && now.Sub(l.armed) > l.c.to.Idle/8 {
 				_ = l.c.nc.SetReadDeadline(now.Add(l.c.to.Idle))
@@ -478,7 +482,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		var ne net.Error
-		if err != nil && errors.As(err, &ne) && ne.Timeout() && l.hard.IsZero() && l.c.to.Idle > 0 {
+		if err != nil && errors.As(err, &ne) && ne.Timeout() && l.hard.IsZero() && l.c.to.Idle > 0 && !l.c.final.Load() {
 			if l.idle {
 				return 0, ErrIdle
 			}

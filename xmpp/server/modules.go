@@ -2,6 +2,8 @@ package server
 
 import (
 	"gatehouse/xmpp/mod/message"
+	"gatehouse/xmpp/mod/presence"
+	"gatehouse/xmpp/mod/roster"
 	"gatehouse/xmpp/stanza"
 )
 
@@ -10,9 +12,13 @@ import (
 func (s *Server) registerModules() {
 	log := s.log.WithField("component", "mod")
 	message.New(s.db, s.cfg.Offline.MaxPerUser, log.WithField("mod", "message"), nil).Register(s.bus)
+	r := roster.New(s.db, log.WithField("mod", "roster"))
+	r.Register(s.bus)
+	presence.New(r, log.WithField("mod", "presence")).Register(s.bus)
+	s.registerServiceModules()
 }
 
 // streamFeatures are the post-bind stream features modules contribute.
 func (s *Server) streamFeatures() []*stanza.Element {
-	return nil
+	return roster.StreamFeatures()
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"mellium.im/xmpp/jid"
 )
@@ -397,4 +399,18 @@ func (s *Stanza) IsRequest() bool { return s.Kind == KindIQ && (s.Type == "get" 
 func (s *Stanza) Result(payload ...*Element) *Stanza {
 	r := &Stanza{Kind: KindIQ, Type: "result", ID: s.ID, To: s.From, From: s.To}
 	return r.Append(payload...)
+}
+
+// Priority returns a presence stanza's <priority/> (RFC 6121 §4.7.2.3),
+// clamped to -128..127; missing or malformed means 0.
+func Priority(s *Stanza) int {
+	p := s.Child("", "priority")
+	if p == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(p.Text()))
+	if err != nil {
+		return 0
+	}
+	return min(max(n, -128), 127)
 }

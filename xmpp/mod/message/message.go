@@ -174,7 +174,7 @@ func (m *Module) storeOffline(ctx context.Context, env *router.Envelope) {
 // available with non-negative priority. It never consumes the presence.
 func (m *Module) initialPresence(ctx context.Context, env *router.Envelope) bool {
 	st := env.Stanza
-	if st.Type != "" || priorityOf(st) < 0 {
+	if st.Type != "" || stanza.Priority(st) < 0 {
 		return false
 	}
 	s := m.bus.Sessions().Get(st.From)
@@ -216,27 +216,6 @@ func decodeStanza(b []byte) (*stanza.Stanza, error) {
 			return stanza.Parse(d, start)
 		}
 	}
-}
-
-func priorityOf(st *stanza.Stanza) int {
-	p := st.Child("", "priority")
-	if p == nil {
-		return 0
-	}
-	n := 0
-	neg := false
-	for i, r := range p.Text() {
-		switch {
-		case i == 0 && r == '-':
-			neg = true
-		case r >= '0' && r <= '9':
-			n = n*10 + int(r-'0')
-		}
-	}
-	if neg {
-		n = -n
-	}
-	return n
 }
 
 // outbound sends "sent" carbons for a local user's message; it never
