@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
@@ -52,6 +53,8 @@ type Stream struct {
 	id   string
 	ip   string
 
+	tlsCfg    *tls.Config
+	cert      *x509.Certificate // the leaf tlsCfg presents
 	secure    bool
 	user      string
 	mechanism string
@@ -76,6 +79,7 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, directTLS bool) {
 	ip, _, _ := net.SplitHostPort(nc.RemoteAddr().String())
 	id := s.ids.Add(1)
 	st := &Stream{srv: s, ip: ip}
+	st.tlsCfg, st.cert = s.cfg.TLS()
 	st.c = conn.New(nc, id, stanza.NSClient, s.cfg.Limits, s.cfg.Timeouts)
 	st.log = s.log.WithFields(logrus.Fields{"conn": id, "remote": nc.RemoteAddr().String()})
 	admitted := s.admit(st, ip)
@@ -85,7 +89,7 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, directTLS bool) {
 	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
 	st.c.SetDeadline(deadline)
 	if directTLS {
-		if err := st.c.StartTLS(s.cfg.TLS, deadline); err != nil {
+		if err := st.c.StartTLS(st.tlsCfg, deadline); err != nil {
 			st.log.WithError(err).Debug("direct TLS handshake failed")
 			return
 		}
@@ -268,7 +272,7 @@ func (st *Stream) startTLS(deadline time.Time) error {
 		return streamErr("policy-violation", "TLS is required: negotiate STARTTLS first")
 	}
 	_ = st.c.WriteNow([]byte(`<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`))
-	if err := st.c.StartTLS(st.srv.cfg.TLS, deadline); err != nil {
+	if err := st.c.StartTLS(st.tlsCfg, deadline); err != nil {
 		return err
 	}
 	st.secure = true
@@ -279,11 +283,11 @@ func (st *Stream) mechanismsXML() string {
 	cs := st.c.TLS()
 	var b strings.Builder
 	b.WriteString(`<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>`)
-	for _, m := range auth.Mechanisms(cs, st.srv.cfg.Cert, st.srv.cfg.AllowPlain) {
+	for _, m := range auth.Mechanisms(cs, st.cert, st.srv.cfg.AllowPlain) {
 		b.WriteString("<mechanism>" + m + "</mechanism>")
 	}
 	b.WriteString(`</mechanisms>`)
-	if cbs := auth.ChannelBindings(cs, st.srv.cfg.Cert); len(cbs) > 0 {
+	if cbs := auth.ChannelBindings(cs, st.cert); len(cbs) > 0 {
 		b.WriteString(`<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>`)
 		for _, cb := range cbs {
 			b.WriteString(`<channel-binding type='` + cb + `'/>`)
@@ -309,7 +313,7 @@ func (st *Stream) saslFailure(cond, text string) {
 // out (RFC 6120 §6.4.5).
 func (st *Stream) authenticate(ctx context.Context) error {
 	cs := st.c.TLS()
-	advertised := auth.Mechanisms(cs, st.srv.cfg.Cert, st.srv.cfg.AllowPlain)
+	advertised := auth.Mechanisms(cs, st.cert, st.srv.cfg.AllowPlain)
 	for {
 		start, err := st.c.Next()
 		if err != nil {
@@ -344,7 +348,7 @@ func (st *Stream) authenticate(ctx context.Context) error {
 func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.ConnectionState, advertised []string) (bool, error) {
 	mech := el.AttrValue("mechanism")
 	ex, err := auth.NewExchange(auth.ExchangeConfig{
-		Mechanism: mech, TLS: cs, ServerCert: st.srv.cfg.Cert, Lookup: st.srv.cfg.Lookup,
+		Mechanism: mech, TLS: cs, ServerCert: st.cert, Lookup: st.srv.cfg.Lookup,
 		AllowPlain: st.srv.cfg.AllowPlain, Advertised: advertised,
 		Domain: st.host, FakeIterations: st.srv.cfg.SCRAMIterations,
 	})

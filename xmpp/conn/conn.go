@@ -209,6 +209,10 @@ func (c *Conn) readErr(err error) error {
 	}
 	var se *xml.SyntaxError
 	if errors.As(err, &se) {
+		if se.Msg == "unexpected EOF" {
+			// The peer went away mid-stream: nothing to tell it.
+			return fmt.Errorf("%w: %w", ErrClosed, err)
+		}
 		return fmt.Errorf("%w: %w", ErrNotWellFormed, err)
 	}
 	var ne net.Error

@@ -7,7 +7,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -39,8 +38,7 @@ type Server struct {
 	cfg    *config.Config
 	log    *logrus.Logger
 	db     *storage.DB
-	tls    *tls.Config
-	cert   *x509.Certificate
+	certs  *tlsconf.Reloader
 	table  *sessions.Table
 	bus    *hook.Bus
 	router *router.Router
@@ -74,7 +72,7 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, cert, err := tlsconf.Load(tlsconf.Options{
+	certs, err := tlsconf.NewReloader(tlsconf.Options{
 		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, DataDir: cfg.DataDir,
 		Hosts: cfg.Hosts, MinVersion: cfg.TLS.MinVersion,
 	})
@@ -82,7 +80,7 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 		_ = db.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, db: db, tls: tlsCfg, cert: cert, table: sessions.NewTable()}
+	s := &Server{cfg: cfg, log: log, db: db, certs: certs, table: sessions.NewTable()}
 	s.bus = hook.New(cfg.Hosts, db, s.table)
 	s.zones = &zones{local: s.bus, transports: map[string]bool{}}
 	s.router = router.New(router.Config{Resolver: s.zones, Local: s.bus})
@@ -91,7 +89,7 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 	s.registerModules()
 
 	c2sCfg := c2s.Config{
-		Hosts: cfg.Hosts, TLS: tlsCfg, Cert: cert,
+		Hosts: cfg.Hosts, TLS: certs.Current,
 		Limits: conn.Limits{
 			MaxStanzaBytes: cfg.Limits.MaxStanzaBytes, MaxDepth: cfg.Limits.MaxDepth,
 			SendQueue: cfg.Limits.SendQueue, SendQueueBytes: cfg.Limits.SendQueueBytes,
@@ -141,7 +139,7 @@ func (s *Server) Sessions() *sessions.Table { return s.table }
 func (s *Server) C2S() *c2s.Server { return s.c2s }
 
 // Certificate returns the server's leaf certificate.
-func (s *Server) Certificate() *x509.Certificate { return s.cert }
+func (s *Server) Certificate() *x509.Certificate { return s.certs.Leaf() }
 
 // AddTransportDomain marks domain as a transport (its stanzas cross the
 // boundary); the transport deliverer is set with Router().SetTransport.
@@ -238,12 +236,17 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
-// Reload re-reads what can change at run time (SIGHUP): the log level.
-// Certificates configured as files are re-read on the next handshake by
-// tlsconf.
+// Reload re-reads what can change at run time (SIGHUP): the log level and
+// the TLS certificate and key files.
 func (s *Server) Reload(cfg *config.Config) {
 	if lvl, err := logrus.ParseLevel(cfg.Log.Level); err == nil {
 		s.log.SetLevel(lvl)
+	}
+	// New connections get the re-read certificate; open ones keep theirs.
+	if err := s.certs.Reload(); err != nil {
+		s.log.WithError(err).Error("reloading the TLS certificate failed; keeping the old one")
+	} else {
+		s.log.WithField("not_after", s.certs.Leaf().NotAfter).Info("TLS certificate reloaded")
 	}
 	s.log.Info("configuration reloaded")
 }
