@@ -34,11 +34,11 @@ const (
 
 // Config configures the c2s server.
 type Config struct {
-	Hosts            []string
+	Hosts []string
 	// TLS returns the configuration for a new connection and the leaf it
 	// presents (for tls-server-end-point); taken once per connection so a
 	// certificate reload never mixes the two.
-	TLS func() (*tls.Config, *x509.Certificate)
+	TLS              func() (*tls.Config, *x509.Certificate)
 	Limits           conn.Limits
 	Timeouts         conn.Timeouts
 	HandshakeTimeout time.Duration
