@@ -134,6 +134,11 @@ func VerifyPassword(c Credentials, password string) bool {
 const (
 	CBExporter       = "tls-exporter"
 	CBServerEndPoint = "tls-server-end-point"
+	// CBUnique (RFC 5929 §3) exists only up to TLS 1.2. It is offered
+	// there because widely deployed clients (slixmpp, mellium) know no
+	// other type; Go's TLS 1.2 always negotiates the extended master
+	// secret, which closes the triple-handshake hole RFC 9266 cites.
+	CBUnique = "tls-unique"
 )
 
 // ChannelBindings lists the channel-binding types usable on a connection,
@@ -151,7 +156,17 @@ func ChannelBindings(cs *tls.ConnectionState, cert *x509.Certificate) []string {
 	if _, err := endPointData(cert); err == nil {
 		out = append(out, CBServerEndPoint)
 	}
+	if _, err := uniqueData(cs); err == nil {
+		out = append(out, CBUnique)
+	}
 	return out
+}
+
+func uniqueData(cs *tls.ConnectionState) ([]byte, error) {
+	if cs.Version != tls.VersionTLS12 || len(cs.TLSUnique) == 0 {
+		return nil, errors.New("auth: tls-unique needs TLS 1.2")
+	}
+	return cs.TLSUnique, nil
 }
 
 func exporterData(cs *tls.ConnectionState) (data []byte, err error) {
@@ -199,6 +214,8 @@ func bindingData(kind string, cs *tls.ConnectionState, cert *x509.Certificate) (
 		return exporterData(cs)
 	case CBServerEndPoint:
 		return endPointData(cert)
+	case CBUnique:
+		return uniqueData(cs)
 	}
 	return nil, fmt.Errorf("auth: unsupported channel binding %q", kind)
 }

@@ -52,6 +52,7 @@ type ExchangeConfig struct {
 	// Advertised is what the server offered; a mechanism not in it is
 	// refused, and a client claiming "server does not support channel
 	// binding" when PLUS was offered is a downgrade attack (RFC 5802 §6).
+	// PLAIN is refused unless AllowPlain is set, even if listed here.
 	Advertised []string
 	// Domain is the stream's host, so an authzid of user@Domain is
 	// accepted as the authenticated identity.
@@ -66,13 +67,18 @@ type ExchangeConfig struct {
 // Exchange is one server-side SASL exchange.
 type Exchange struct {
 	cfg   ExchangeConfig
-	step  int
+	step  int  // non-empty client messages consumed
+	asked bool // an empty challenge was sent for a missing initial response
+	over  bool // succeeded or failed: every further Step is refused
 	plain bool
 	h     hashFunc
 	plus  bool
 
-	user      string
-	cbType    string
+	user      string // authenticated username; set only on success
+	cbType    string // channel binding used; set only on success
+	claimed   string // normalized username from client-first
+	cbWanted  string // channel binding named in client-first
+	cbData    []byte // its data on this connection
 	gs2       []byte // gs2 header as sent
 	firstBare string
 	srvFirst  string
@@ -101,6 +107,9 @@ func NewExchange(cfg ExchangeConfig) (*Exchange, error) {
 	}
 	ex := &Exchange{cfg: cfg}
 	if cfg.Mechanism == "PLAIN" {
+		if !cfg.AllowPlain {
+			return nil, fail("invalid-mechanism", "", nil)
+		}
 		ex.plain = true
 		return ex, nil
 	}
@@ -113,48 +122,61 @@ func NewExchange(cfg ExchangeConfig) (*Exchange, error) {
 	return ex, nil
 }
 
-// Username is the authenticated, normalized localpart after success.
+// Username is the authenticated, normalized localpart after success, and
+// "" before success or after a failure.
 func (ex *Exchange) Username() string { return ex.user }
 
-// ChannelBinding is the channel-binding type used, or "".
+// ChannelBinding is the channel-binding type used by a successful
+// exchange, or "".
 func (ex *Exchange) ChannelBinding() string { return ex.cbType }
 
 // Step consumes one client message and returns the server's reply. done is
 // true once the client is authenticated; out then holds any additional
-// data for <success/>. A non-nil error is a *Failure and ends the exchange.
+// data for <success/>. A non-nil error is a *Failure and ends the exchange:
+// after success or failure every further Step fails with malformed-request.
 func (ex *Exchange) Step(ctx context.Context, in []byte) (out []byte, done bool, err error) {
+	if ex.over {
+		return nil, false, fail("malformed-request", "exchange already finished", nil)
+	}
+	defer func() {
+		if err != nil || done {
+			ex.over = true
+		}
+	}()
 	if len(in) > MaxMessage {
 		return nil, false, fail("malformed-request", "message too long", nil)
 	}
-	defer func() { ex.step++ }()
-	if ex.plain {
-		if ex.step > 0 {
-			return nil, false, fail("malformed-request", "", nil)
-		}
-		return ex.stepPlain(ctx, in)
-	}
-	switch ex.step {
-	case 0:
-		if len(in) == 0 {
-			// RFC 6120 §6.4.2: no initial response; ask for it.
-			ex.step--
+	if len(in) == 0 {
+		// RFC 6120 §6.4.2: no initial response, so ask for it with an empty
+		// challenge. Only once: no SCRAM or PLAIN message is ever empty, and
+		// answering empty with empty forever would stall the stream without
+		// counting as a failed attempt.
+		if ex.step == 0 && !ex.asked {
+			ex.asked = true
 			return nil, false, nil
 		}
+		return nil, false, fail("malformed-request", "empty response", nil)
+	}
+	ex.step++
+	switch {
+	case ex.plain && ex.step == 1:
+		return ex.stepPlain(ctx, in)
+	case !ex.plain && ex.step == 1:
 		out, err := ex.clientFirst(ctx, in)
 		return out, false, err
-	case 1:
+	case !ex.plain && ex.step == 2:
 		out, err := ex.clientFinal(in)
-		return out, err == nil, err
+		if err != nil {
+			return nil, false, err
+		}
+		ex.user, ex.cbType = ex.claimed, ex.cbWanted
+		return out, true, nil
 	}
 	return nil, false, fail("malformed-request", "", nil)
 }
 
 // stepPlain checks "authzid NUL authcid NUL passwd" (RFC 4616).
 func (ex *Exchange) stepPlain(ctx context.Context, in []byte) ([]byte, bool, error) {
-	if len(in) == 0 {
-		ex.step--
-		return nil, false, nil
-	}
 	parts := bytes.Split(in, []byte{0})
 	if len(parts) != 3 {
 		return nil, false, fail("malformed-request", "", nil)
@@ -167,13 +189,14 @@ func (ex *Exchange) stepPlain(ctx context.Context, in []byte) ([]byte, bool, err
 		return nil, false, err
 	}
 	creds, err := ex.cfg.Lookup(ctx, user)
-	switch {
-	case errors.Is(err, ErrNoUser):
-		// Spend the same work as for a real account.
+	if err != nil && !errors.Is(err, ErrNoUser) {
+		return nil, false, fail("temporary-auth-failure", "", err)
+	}
+	if err != nil || !hasVerifier(creds) {
+		// Unknown, or known without any verifier: spend the same work as
+		// for a real account so timing does not tell them apart.
 		VerifyPassword(ex.fakeCredentials(user), string(parts[2]))
 		return nil, false, fail("not-authorized", "", err)
-	case err != nil:
-		return nil, false, fail("temporary-auth-failure", "", err)
 	}
 	if !VerifyPassword(creds, string(parts[2])) {
 		return nil, false, fail("not-authorized", "", nil)
@@ -182,6 +205,12 @@ func (ex *Exchange) stepPlain(ctx context.Context, in []byte) ([]byte, bool, err
 	return nil, true, nil
 }
 
+// maxLocalpart is the RFC 7622 §3.3 limit on a localpart, in bytes.
+const maxLocalpart = 1023
+
+// normalizeUser applies the PRECIS UsernameCaseMapped profile and the
+// extra RFC 7622 §3.3.1 localpart rules: Username() becomes the localpart
+// of the session's JID, so "@" or "/" in it would forge another address.
 func normalizeUser(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("auth: empty username")
@@ -190,7 +219,14 @@ func normalizeUser(s string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("auth: username: %w", err)
 	}
+	if u == "" || len(u) > maxLocalpart || strings.ContainsAny(u, "\"&'/:<>@") {
+		return "", errors.New("auth: username is not a valid JID localpart")
+	}
 	return u, nil
+}
+
+func hasVerifier(c Credentials) bool {
+	return len(c.SHA1.StoredKey) > 0 || len(c.SHA256.StoredKey) > 0 || len(c.SHA512.StoredKey) > 0
 }
 
 // checkAuthzid accepts no authzid, or one naming the authenticated account
@@ -235,10 +271,14 @@ func (ex *Exchange) clientFirst(ctx context.Context, in []byte) ([]byte, error) 
 		if !ex.plus {
 			return nil, fail("malformed-request", "channel binding needs a -PLUS mechanism", nil)
 		}
-		ex.cbType = cbflag[2:]
-		if !contains(ChannelBindings(ex.cfg.TLS, ex.cfg.ServerCert), ex.cbType) {
-			return nil, fail("malformed-request", "unsupported channel binding type "+ex.cbType, nil)
+		ex.cbWanted = cbflag[2:]
+		// Derived once, for the named type only; an error means the type is
+		// unknown or unavailable here, i.e. not in ChannelBindings.
+		data, err := bindingData(ex.cbWanted, ex.cfg.TLS, ex.cfg.ServerCert)
+		if err != nil {
+			return nil, fail("malformed-request", "unsupported channel binding type", err)
 		}
+		ex.cbData = data
 	default:
 		return nil, fail("malformed-request", "", nil)
 	}
@@ -248,7 +288,9 @@ func (ex *Exchange) clientFirst(ctx context.Context, in []byte) ([]byte, error) 
 		if !ok {
 			return nil, fail("malformed-request", "", nil)
 		}
-		if authzid, ok = unescapeName(v); !ok {
+		// saslname is 1*(value-safe-char / "=2C" / "=3D"): "a=" is not
+		// "no authzid".
+		if authzid, ok = unescapeName(v); !ok || authzid == "" {
 			return nil, fail("malformed-request", "", nil)
 		}
 	}
@@ -289,7 +331,7 @@ func (ex *Exchange) clientFirst(ctx context.Context, in []byte) ([]byte, error) 
 		fake := ex.fakeCredentials(user)
 		ex.key = *fake.key(ex.h)
 	}
-	ex.user = user
+	ex.claimed = user
 	snonce := make([]byte, 24)
 	if _, err := rand.Read(snonce); err != nil {
 		return nil, fail("temporary-auth-failure", "", err)
@@ -316,14 +358,7 @@ func (ex *Exchange) clientFinal(in []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fail("malformed-request", "", err)
 	}
-	want := append([]byte(nil), ex.gs2...)
-	if ex.cbType != "" {
-		data, err := bindingData(ex.cbType, ex.cfg.TLS, ex.cfg.ServerCert)
-		if err != nil {
-			return nil, fail("temporary-auth-failure", "", err)
-		}
-		want = append(want, data...)
-	}
+	want := append(append([]byte(nil), ex.gs2...), ex.cbData...)
 	if !hmac.Equal(cb, want) {
 		return nil, fail("not-authorized", "channel binding mismatch", nil)
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	MaxAuthAttempts  int
 	ResourceConflict string
 	MaxPerIP         int
+	// AuthSecret keys the fake SCRAM salts shown for unknown accounts; it
+	// must survive restarts or comparing salts across one reveals accounts.
+	AuthSecret []byte
 	// Lookup fetches SCRAM verifiers for SASL.
 	Lookup auth.Lookup
 	// Disabled reports a locked account (SASL account-disabled).

@@ -350,7 +350,7 @@ func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.Conn
 	ex, err := auth.NewExchange(auth.ExchangeConfig{
 		Mechanism: mech, TLS: cs, ServerCert: st.cert, Lookup: st.srv.cfg.Lookup,
 		AllowPlain: st.srv.cfg.AllowPlain, Advertised: advertised,
-		Domain: st.host, FakeIterations: st.srv.cfg.SCRAMIterations,
+		Domain: st.host, FakeIterations: st.srv.cfg.SCRAMIterations, Secret: st.srv.cfg.AuthSecret,
 	})
 	if err != nil {
 		st.authFailedErr(err)

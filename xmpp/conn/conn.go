@@ -7,6 +7,7 @@
 package conn
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/xml"
@@ -20,6 +21,10 @@ import (
 
 	"gatehouse/xmpp/stanza"
 )
+
+// readBuffer is the read-ahead of the XML decoder; MaxStanzaBytes is
+// enforced to within this many bytes.
+const readBuffer = 4096
 
 // Limits bound what one peer may send and queue.
 type Limits struct {
@@ -62,6 +67,7 @@ type Conn struct {
 
 	nc net.Conn
 	lr *limitReader
+	br *bufio.Reader
 	// final is set by the writer when the stream is ending: the reader
 	// then only waits out the close deadline.
 	final atomic.Bool
@@ -117,7 +123,10 @@ func (c *Conn) Reset() {
 		hard = c.lr.hard // a stream restart keeps the negotiation deadline
 	}
 	c.lr = &limitReader{c: c, r: c.nc, hard: hard, prolog: true}
-	c.dec = xml.NewDecoder(c.lr)
+	// Our own buffer (the decoder would add one anyway) lets Next see how
+	// many bytes read ahead already belong to the next element.
+	c.br = bufio.NewReaderSize(c.lr, readBuffer)
+	c.dec = xml.NewDecoder(c.br)
 	c.dec.Strict = true
 	c.dr = depthReader{d: c.dec, max: c.limits.MaxDepth}
 	c.begun = false
@@ -140,13 +149,14 @@ func (c *Conn) StartTLS(cfg *tls.Config, deadline time.Time) error {
 // the zero time switches to idle/ping handling.
 func (c *Conn) SetDeadline(t time.Time) {
 	c.lr.hard = t
+	c.lr.armed, c.lr.idle = time.Time{}, false // re-arm idle handling on the next read
 	_ = c.nc.SetReadDeadline(t)
 }
 
 // Next returns the next top-level start element, skipping whitespace
 // (keepalives). It returns ErrStreamClosed at </stream:stream>.
 func (c *Conn) Next() (xml.StartElement, error) {
-	c.lr.n = 0
+	c.lr.n = c.br.Buffered()
 	for {
 		tok, err := c.dec.Token()
 		if err != nil {

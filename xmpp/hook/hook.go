@@ -291,6 +291,10 @@ func (b *Bus) Deliver(ctx context.Context, env *router.Envelope) error {
 		}
 	}
 	if st.Kind == stanza.KindIQ && st.IsRequest() && addr != AddrFull {
+		// In hooks (blocking, policy) see requests before the handlers.
+		if b.fire(ctx, Event{Dir: In, Kind: st.Kind, Addr: addr}, env) {
+			return nil
+		}
 		b.handleIQ(ctx, env, addr)
 		return nil
 	}

@@ -7,9 +7,11 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -80,6 +82,11 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 		_ = db.Close()
 		return nil, err
 	}
+	secret, err := loadSecret(filepath.Join(cfg.DataDir, "auth-secret"))
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, db: db, certs: certs, table: sessions.NewTable()}
 	s.bus = hook.New(cfg.Hosts, db, s.table)
 	s.zones = &zones{local: s.bus, transports: map[string]bool{}}
@@ -101,6 +108,7 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 		HandshakeTimeout: cfg.C2S.HandshakeTimeout.D(),
 		AllowPlain:       cfg.Auth.AllowPlain,
 		SCRAMIterations:  cfg.Auth.SCRAMIterations,
+		AuthSecret:       secret,
 		MaxAuthAttempts:  cfg.Auth.MaxAttempts,
 		ResourceConflict: cfg.C2S.ResourceConflict,
 		MaxPerIP:         cfg.C2S.MaxConnectionsPerIP,
@@ -271,4 +279,24 @@ func (z *zones) ZoneOf(domain string) router.Zone {
 		return router.ZoneTransport
 	}
 	return router.ZoneRemote
+}
+
+// loadSecret reads the server's 32-byte secret, creating it (mode 0600)
+// on first start.
+func loadSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("server: reading %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("server: generating a secret: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("server: writing %s: %w", path, err)
+	}
+	return b, nil
 }
