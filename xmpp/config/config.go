@@ -44,15 +44,17 @@ const MaxFileSize = 1 << 20
 
 // Config is the whole server configuration.
 type Config struct {
-	Hosts   []string   `yaml:"hosts"`    // hosted domains; default ["localhost"]
-	DataDir string     `yaml:"data_dir"` // default "./data"; relative to the process cwd; --data overrides
-	Log     Log        `yaml:"log"`
-	TLS     TLS        `yaml:"tls"`
-	C2S     C2S        `yaml:"c2s"`
-	Auth    Auth       `yaml:"auth"`
-	Limits  Limits     `yaml:"limits"`
-	Offline Offline    `yaml:"offline"`
-	Server  ServerInfo `yaml:"server"`
+	Hosts      []string   `yaml:"hosts"`    // hosted domains; default ["localhost"]
+	DataDir    string     `yaml:"data_dir"` // default "./data"; relative to the process cwd; --data overrides
+	Log        Log        `yaml:"log"`
+	TLS        TLS        `yaml:"tls"`
+	C2S        C2S        `yaml:"c2s"`
+	Auth       Auth       `yaml:"auth"`
+	Limits     Limits     `yaml:"limits"`
+	Offline    Offline    `yaml:"offline"`
+	Server     ServerInfo `yaml:"server"`
+	Archive    Archive    `yaml:"archive"`
+	Components Components `yaml:"components"`
 }
 
 // Log configures operational logging.
@@ -166,8 +168,10 @@ func defaults() *Config {
 			SendQueue:      2000,
 			SendQueueBytes: 8 << 20,
 		},
-		Offline: Offline{MaxPerUser: 1000},
-		Server:  ServerInfo{Name: "Gatehouse"},
+		Offline:    Offline{MaxPerUser: 1000},
+		Server:     ServerInfo{Name: "Gatehouse"},
+		Archive:    archiveDefaults(),
+		Components: componentsDefaults(),
 	}
 }
 

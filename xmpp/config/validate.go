@@ -85,6 +85,8 @@ func (v *checker) atLeast(path string, n, lo int) {
 
 func (c *Config) validate() []*Error {
 	v := &checker{}
+	c.Archive.validate(v)
+	c.Components.validate(v)
 
 	if len(c.Hosts) == 0 {
 		v.fail("hosts", "at least one host is required")

@@ -91,8 +91,10 @@ type Decision struct {
 	// Condition and Text go into the bounce when Verdict is Deny.
 	Condition stanza.Condition
 	Text      string
-	// Rule names the policy rule that decided (for logs).
-	Rule string
+	// Rule names the policy rule that decided; PolicyVersion the policy
+	// that held it. Both go into the compliance archive.
+	Rule          string
+	PolicyVersion string
 }
 
 // Boundary inspects (and records) every stanza that crosses between the

@@ -94,6 +94,10 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 	s.bus.SetRouter(s.router)
 	s.bus.AddIdentity(hook.Identity{Category: "server", Type: "im", Name: cfg.Server.Name})
 	s.registerModules()
+	if err := s.openArchive(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 
 	c2sCfg := c2s.Config{
 		Hosts: cfg.Hosts, TLS: certs.Current,
@@ -182,6 +186,10 @@ func (s *Server) Listen() error {
 			return err
 		}
 	}
+	if err := s.listenComponents(); err != nil {
+		s.closeListeners()
+		return err
+	}
 	return nil
 }
 
@@ -227,6 +235,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.WithFields(logrus.Fields{"addr": l.ln.Addr().String(), "direct_tls": l.directTLS}).Info("c2s listening")
 		go func() { errc <- s.c2s.Serve(serveCtx, l.ln, l.directTLS) }()
 	}
+	compCtx, stopComponents := context.WithCancel(serveCtx)
+	defer stopComponents()
+	go s.serveComponents(compCtx)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -237,6 +248,10 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	if err := s.c2s.Shutdown(shutCtx); err != nil {
 		s.log.WithError(err).Warn("some streams did not close in time")
+	}
+	s.shutdownComponents(shutCtx)
+	if err := s.closeArchive(shutCtx); err != nil && runErr == nil {
+		runErr = err
 	}
 	if err := s.db.Close(); err != nil && runErr == nil {
 		runErr = err
