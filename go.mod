@@ -9,6 +9,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/net v0.50.0
 	golang.org/x/term v0.47.0
+	golang.org/x/text v0.34.0
 	mellium.im/sasl v0.3.2
 	mellium.im/xmpp v0.23.0
 )
@@ -18,7 +19,6 @@ require (
 	github.com/spf13/pflag v1.0.9 // indirect
 	golang.org/x/crypto v0.48.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/text v0.34.0 // indirect
 	mellium.im/reader v0.1.0 // indirect
 	mellium.im/xmlstream v0.15.4 // indirect
 )

@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """Interop driver: a real XMPP client (Debian's python3-slixmpp, tested with 1.8.3).
 
+Used by the Go tests in xmpp/interop against a Gatehouse server on 127.0.0.1.
 Run with /usr/bin/python3 (Debian's interpreter: a pyenv/venv python3 does not see the
 Debian package). Prints one JSON object per line on stdout describing what happened, and
 ends with {"result": "ok"} and exit 0, or {"result": "fail", "reason": ...} and exit 1
-(exit 2 for bad usage). Diagnostics from slixmpp go to stderr (--debug for everything).
+(exit 2 for bad usage). Diagnostics from slixmpp go to stderr (--debug for everything,
+including every stanza sent and received).
 
 Scenarios (--scenario):
   login      connect, TLS, SASL with --mechanism (checked: the mechanism actually used must
-             be the one asked for), bind, initial presence, disconnect.
+             be the one asked for), bind, initial presence, ping round trip, disconnect.
   send       send a chat message --body to --to (then an IQ ping round trip, so the server
              has processed the message before we leave).
   receive    initial presence, print {"event":"ready"}, wait for a message with --body
@@ -16,12 +18,14 @@ Scenarios (--scenario):
   subscribe  roster get, presence, send <presence type=subscribe> to --to, wait for
              <presence type=subscribed> and a roster push with subscription to/both.
              An incoming subscribe from --to is approved. With --wait-mutual also wait for
-             subscription=both.
+             subscription=both. Ends with a roster get ({"event":"roster"}).
   accept     roster get, presence, print ready; approve incoming subscription requests
              (from --from only, if given) and subscribe back; wait until subscription=both.
+             Ends with a roster get ({"event":"roster"}).
   presence   initial presence, print ready, wait for available presence from --from.
   carbons    presence, enable XEP-0280 carbons, print ready, wait for a "sent" carbon
-             whose forwarded message has --body.
+             whose forwarded message has --body and, with --received-body, a "received"
+             carbon whose forwarded message has that body.
   offline    log in, send initial presence, expect a message with --body carrying a
              XEP-0203 <delay/> (i.e. stored while offline and delivered at presence).
 
@@ -29,6 +33,12 @@ TLS: --tls starttls (default) or direct; --ca-file PEM to trust, or --insecure t
 certificate checks. --tls-max 1.2 caps the TLS version: slixmpp 1.8.3 only knows the
 'tls-unique' channel binding, which is undefined for TLS 1.3, so *-PLUS needs TLS 1.2.
 The certificate name checked is the JID's domain (e.g. 'localhost'), not --server-host.
+
+Channel binding: slixmpp 1.8.3 sends the gs2 flag 'y' ("I support channel binding but
+think the server does not") with a non-PLUS SCRAM mechanism whenever TLS is up, even
+when the server offered SCRAM-*-PLUS. RFC 5802 section 6 makes a server that offered
+-PLUS refuse that as a downgrade. --no-channel-binding makes the driver a client without
+channel binding (gs2 flag 'n'), which is what a non-PLUS login by a correct client sends.
 """
 
 import argparse
@@ -100,7 +110,7 @@ class Driver(ClientXMPP):
         self.subscribed_from = set()
         self.available_from = set()
         self.messages = asyncio.Queue()
-        self.carbons_sent = asyncio.Queue()
+        self.carbons = []  # ("sent" | "received", message), in arrival order
         self.subscribe_requests = asyncio.Queue()
         self.state_changed = asyncio.Event()
 
@@ -191,10 +201,8 @@ class Driver(ClientXMPP):
 
     # --- stanza events ------------------------------------------------------
     def on_message(self, msg):
-        if msg["body"] == "" and (msg["carbon_sent"] is not None or msg["carbon_received"] is not None):
-            return  # carbons are reported by their own events
         if not msg["body"]:
-            return
+            return  # carbons (their body is inside <forwarded/>) have their own events
         delay = msg["delay"]
         stamp = delay["stamp"] if delay.xml.get("stamp") else None
         emit("message", **{"from": str(msg["from"]), "to": str(msg["to"]), "type": msg["type"],
@@ -205,12 +213,15 @@ class Driver(ClientXMPP):
         inner = msg["carbon_sent"]
         emit("carbon_sent", **{"outer_from": str(msg["from"]), "from": str(inner["from"]),
                                "to": str(inner["to"]), "body": inner["body"]})
-        self.carbons_sent.put_nowait(msg)
+        self.carbons.append(("sent", msg))
+        self.state_changed.set()
 
     def on_carbon_received(self, msg):
         inner = msg["carbon_received"]
         emit("carbon_received", **{"outer_from": str(msg["from"]), "from": str(inner["from"]),
                                    "to": str(inner["to"]), "body": inner["body"]})
+        self.carbons.append(("received", msg))
+        self.state_changed.set()
 
     def on_roster_update(self, iq):
         if iq["type"] != "set":
@@ -249,14 +260,34 @@ class Driver(ClientXMPP):
             await self.state_changed.wait()
 
     async def roster_get(self):
+        """Roster get; reports slixmpp's roster after it (with roster versioning the
+        server may answer "unchanged" with an empty result, RFC 6121 section 2.6.3)."""
         iq = await self.get_roster()
-        items = {str(j): i["subscription"] for j, i in iq["roster"]["items"].items()}
-        emit("roster", items=items)
+        roster = self.client_roster
+        me = self.boundjid.bare  # slixmpp keeps an entry for its own JID (self-presence)
+        items = {str(j): roster[j]["subscription"] for j in roster
+                 if j != me and roster[j]["subscription"] != "remove"}
+        emit("roster", items=items, ver=roster.version or None,
+             full_result=bool(iq.xml.find("{jabber:iq:roster}query") is not None))
         return items
 
     async def barrier(self):
         """IQ ping to our server: its result means earlier stanzas were processed."""
         await self["xep_0199"].ping(jid=JID(self.boundjid.domain), timeout=10)
+
+
+def disable_channel_binding(x):
+    """Give SCRAM no channel-binding data, so it sends the gs2 flag 'n' (see above)."""
+    fm = x["feature_mechanisms"]
+    orig = fm.sasl_callback
+
+    def callback(required, optional):
+        creds = orig(required, optional)
+        if "channel_binding" in creds:
+            creds["channel_binding"] = None
+        return creds
+
+    fm.sasl_callback = callback
 
 
 def need(args, *names):
@@ -296,7 +327,9 @@ async def run_scenario(x, args):
                 continue
             if sc == "offline" and not msg["delay"].xml.get("stamp"):
                 raise ScenarioFailed("message with the body arrived without a XEP-0203 delay element")
-            emit("received", body=msg["body"], **{"from": str(msg["from"])})
+            stamp = msg["delay"]["stamp"] if msg["delay"].xml.get("stamp") else None
+            emit("received", body=msg["body"], type=msg["type"], to=str(msg["to"]),
+                 delay=stamp.isoformat() if stamp else None, **{"from": str(msg["from"])})
             return
 
     if sc == "subscribe":
@@ -324,6 +357,7 @@ async def run_scenario(x, args):
                 emit("mutual", jid=peer)
         finally:
             approver.cancel()
+        await x.roster_get()
         return
 
     if sc == "accept":
@@ -343,6 +377,7 @@ async def run_scenario(x, args):
                 emit("subscribe_sent", to=peer)
             await x.wait_state(lambda: x.subscription(peer) == "both")
             emit("mutual", jid=peer)
+            await x.roster_get()
             return
 
     if sc == "presence":
@@ -360,14 +395,22 @@ async def run_scenario(x, args):
         await x["xep_0280"].enable()
         emit("carbons_enabled")
         emit("ready")
-        while True:
-            msg = await x.carbons_sent.get()
-            inner = msg["carbon_sent"]
+        want_sent, want_received = args.body, args.received_body
+        while want_sent or want_received:
+            await x.wait_state(lambda: x.carbons)
+            kind, msg = x.carbons.pop(0)
+            inner = msg["carbon_" + kind]
             if msg["from"] != JID(x.boundjid.bare):
-                raise ScenarioFailed("sent carbon from %s, not our bare JID" % msg["from"])
-            if inner["body"] == args.body:
-                emit("carbon_ok", body=inner["body"], to=str(inner["to"]))
-                return
+                raise ScenarioFailed("%s carbon from %s, not our bare JID" % (kind, msg["from"]))
+            if kind == "sent" and inner["body"] == want_sent:
+                want_sent = None
+            elif kind == "received" and inner["body"] == want_received:
+                want_received = None
+            else:
+                continue
+            emit("carbon_ok", kind=kind, body=inner["body"], **{"from": str(inner["from"]),
+                                                                "to": str(inner["to"])})
+        return
 
     raise ScenarioFailed("unknown scenario %s" % sc)
 
@@ -383,12 +426,15 @@ def parse_args(argv):
     g.add_argument("--ca-file", help="PEM file with the server certificate / CA to trust")
     g.add_argument("--insecure", action="store_true", help="accept any certificate")
     p.add_argument("--tls-max", choices=("1.2", "1.3"), default="1.3")
+    p.add_argument("--no-channel-binding", action="store_true",
+                   help="act as a client without channel binding (gs2 flag 'n' instead of 'y')")
     p.add_argument("--mechanism", default="auto",
                    help="SASL mechanism to force, e.g. SCRAM-SHA-256-PLUS (auto: best offered)")
     p.add_argument("--scenario", required=True, choices=SCENARIOS)
     p.add_argument("--to")
     p.add_argument("--from", dest="from_")
     p.add_argument("--body")
+    p.add_argument("--received-body", help="carbons: also wait for a received carbon with this body")
     p.add_argument("--wait-mutual", action="store_true")
     p.add_argument("--timeout", type=float, default=30.0, help="overall timeout in seconds")
     p.add_argument("--debug", action="store_true")
@@ -408,6 +454,8 @@ def main(argv=None):
          tls=args.tls, mechanism=args.mechanism, slixmpp=slixmpp.__version__)
     x = Driver(args)
     x.init_plugins()
+    if args.no_channel_binding:
+        disable_channel_binding(x)
     x.connect((args.server_host, args.port), use_ssl=(args.tls == "direct"),
               force_starttls=(args.tls == "starttls"), disable_starttls=(args.tls == "direct"))
     reason = None

@@ -365,7 +365,9 @@ func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.Conn
 		out, done, err := ex.Step(ctx, in)
 		if err != nil {
 			st.authFailedErr(err)
-			st.log.WithField("mechanism", mech).Info("authentication failed")
+			// The reason (condition and cause) helps operators; it never
+			// contains SASL payloads or passwords.
+			st.log.WithField("mechanism", mech).WithError(err).Info("authentication failed")
 			return false, nil
 		}
 		if done {
