@@ -12,7 +12,7 @@ import (
 type nopSender struct{}
 
 func (nopSender) Send(*stanza.Stanza) error { return nil }
-func (nopSender) Close(string, string)     {}
+func (nopSender) Close(string, string)      {}
 
 func session(t *testing.T, full string, prio int, available bool) *sessions.Session {
 	t.Helper()
