@@ -55,6 +55,9 @@ type Config struct {
 	Server     ServerInfo `yaml:"server"`
 	Archive    Archive    `yaml:"archive"`
 	Components Components `yaml:"components"`
+	S2S        S2S        `yaml:"s2s"`
+	Policy     Policy     `yaml:"policy"`
+	MAM        MAM        `yaml:"mam"`
 }
 
 // Log configures operational logging.
@@ -172,6 +175,9 @@ func defaults() *Config {
 		Server:     ServerInfo{Name: "Gatehouse"},
 		Archive:    archiveDefaults(),
 		Components: componentsDefaults(),
+		S2S:        s2sDefaults(),
+		Policy:     policyDefaults(),
+		MAM:        mamDefaults(),
 	}
 }
 

@@ -65,6 +65,11 @@ func TestDefaultValues(t *testing.T) {
 		{"offline.max_per_user", c.Offline.MaxPerUser, 1000},
 		{"server.name", c.Server.Name, "Gatehouse"},
 		{"server.hide_os", c.Server.HideOS, false},
+		{"components.listen", c.Components.Listen, []string{"127.0.0.1:5347"}},
+		{"components.handshake_timeout", c.Components.HandshakeTimeout.D(), 10 * time.Second},
+		{"components.ping_interval", c.Components.PingInterval.D(), 2 * time.Minute},
+		{"components.idle_timeout", c.Components.IdleTimeout.D(), 60 * time.Second},
+		{"components.transports", len(c.Components.Transports), 0},
 	}
 	for _, tc := range checks {
 		if !reflect.DeepEqual(tc.got, tc.want) {
@@ -113,8 +118,8 @@ func TestDefaultYAMLMentionsEveryKey(t *testing.T) {
 	}
 	idx := newKeyIndex(&doc)
 	paths := yamlPaths(reflect.TypeOf(Config{}), "")
-	if len(paths) != 26 {
-		t.Errorf("found %d keys, the test table above lists 26: update it", len(paths))
+	if len(paths) != 31 {
+		t.Errorf("found %d keys, the test table above lists 31: update it", len(paths))
 	}
 	for _, p := range paths {
 		i, ok := idx.byPath[p]
@@ -188,6 +193,8 @@ server: {name: Corp XMPP, hide_os: true}
 		Limits:  Limits{MaxStanzaBytes: 10000, MaxDepth: 8, SendQueue: 1, SendQueueBytes: 10000},
 		Offline: Offline{MaxPerUser: 0},
 		Server:  ServerInfo{Name: "Corp XMPP", HideOS: true},
+		// Sections the document leaves out keep their defaults.
+		Components: componentsDefaults(),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)

@@ -87,6 +87,9 @@ func (c *Config) validate() []*Error {
 	v := &checker{}
 	c.Archive.validate(v)
 	c.Components.validate(v)
+	c.S2S.validate(v)
+	c.Policy.validate(v)
+	c.MAM.validate(v)
 
 	if len(c.Hosts) == 0 {
 		v.fail("hosts", "at least one host is required")

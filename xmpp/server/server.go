@@ -94,6 +94,14 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 	s.bus.SetRouter(s.router)
 	s.bus.AddIdentity(hook.Identity{Category: "server", Type: "im", Name: cfg.Server.Name})
 	s.registerModules()
+	if err := s.setupPolicy(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := s.setupS2S(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if err := s.openArchive(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -190,6 +198,10 @@ func (s *Server) Listen() error {
 		s.closeListeners()
 		return err
 	}
+	if err := s.listenS2S(); err != nil {
+		s.closeListeners()
+		return err
+	}
 	return nil
 }
 
@@ -238,6 +250,7 @@ func (s *Server) Run(ctx context.Context) error {
 	compCtx, stopComponents := context.WithCancel(serveCtx)
 	defer stopComponents()
 	go s.serveComponents(compCtx)
+	go s.serveS2S(compCtx)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -250,6 +263,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.WithError(err).Warn("some streams did not close in time")
 	}
 	s.shutdownComponents(shutCtx)
+	s.shutdownS2S(shutCtx)
 	if err := s.closeArchive(shutCtx); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -264,6 +278,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Reload(cfg *config.Config) {
 	if lvl, err := logrus.ParseLevel(cfg.Log.Level); err == nil {
 		s.log.SetLevel(lvl)
+	}
+	if err := s.reloadPolicy(context.Background()); err != nil {
+		s.log.WithError(err).Error("policy reload failed; the previous policy stays in force")
 	}
 	// New connections get the re-read certificate; open ones keep theirs.
 	if err := s.certs.Reload(); err != nil {
