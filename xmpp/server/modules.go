@@ -1,6 +1,7 @@
 package server
 
 import (
+	"gatehouse/xmpp/mod/blocking"
 	"gatehouse/xmpp/mod/message"
 	"gatehouse/xmpp/mod/presence"
 	"gatehouse/xmpp/mod/roster"
@@ -14,7 +15,11 @@ func (s *Server) registerModules() {
 	message.New(s.db, s.cfg.Offline.MaxPerUser, log.WithField("mod", "message"), nil).Register(s.bus)
 	r := roster.New(s.db, log.WithField("mod", "roster"))
 	r.Register(s.bus)
-	presence.New(r, log.WithField("mod", "presence")).Register(s.bus)
+	p := presence.New(r, log.WithField("mod", "presence"))
+	p.Register(s.bus)
+	b := blocking.New(s.db, log.WithField("mod", "blocking"))
+	b.Register(s.bus)
+	p.SetBlocked(b.Blocks)
 	s.registerServiceModules()
 }
 

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"gatehouse/xmpp/mod/blocking"
 	"gatehouse/xmpp/mod/disco"
 	"gatehouse/xmpp/mod/entitytime"
 	"gatehouse/xmpp/mod/ping"
@@ -20,5 +19,4 @@ func (s *Server) registerServiceModules() {
 	private.New(s.db, private.DefaultMaxBytes, log.WithField("mod", "private")).Register(s.bus)
 	entitytime.New(nil).Register(s.bus)
 	ping.New().Register(s.bus)
-	blocking.New(s.db, log.WithField("mod", "blocking")).Register(s.bus)
 }

@@ -26,6 +26,14 @@ type Module struct {
 	bus    *hook.Bus
 	roster *roster.Module
 	log    logrus.FieldLogger
+	// blocked reports whether user blocks peer (XEP-0191); presence the
+	// server sends on the user's behalf never goes to a blocked peer.
+	blocked func(ctx context.Context, user string, peer jid.JID) bool
+}
+
+// SetBlocked installs the blocklist check (the blocking module's Blocks).
+func (m *Module) SetBlocked(f func(ctx context.Context, user string, peer jid.JID) bool) {
+	m.blocked = f
 }
 
 // New returns the module; it updates rosters through r.
@@ -62,8 +70,19 @@ func hasTo(it storage.RosterItem) bool {
 	return it.Subscription == storage.SubTo || it.Subscription == storage.SubBoth
 }
 
-// send routes a server-generated stanza.
-func (m *Module) send(ctx context.Context, st *stanza.Stanza) { m.bus.Send(ctx, st) }
+// send routes a server-generated stanza. Availability and probes from a
+// user to a peer the user blocks are dropped here, whatever zone the peer
+// is in; subscription management still goes through so a user can end a
+// subscription with someone they blocked.
+func (m *Module) send(ctx context.Context, st *stanza.Stanza) {
+	switch st.Type {
+	case "", "unavailable", "probe":
+		if m.blocked != nil && st.From.Localpart() != "" && m.blocked(ctx, st.From.Localpart(), st.To) {
+			return
+		}
+	}
+	m.bus.Send(ctx, st)
+}
 
 // copyTo returns a copy of p addressed to to, from from.
 func copyTo(p *stanza.Stanza, from, to jid.JID) *stanza.Stanza {
