@@ -10,7 +10,10 @@
 #                    own daemon is kept from starting and stopped if it runs
 set -euo pipefail
 
-PKGS=(go-sendxmpp python3-slixmpp profanity tmux prosody)
+#   biboumi, ngircd  transports/interop: Debian's XMPP-IRC gateway against the component
+#                    port, with ngircd as the IRC network
+#   sqlite3          the compliance archive's documented queries run through the sqlite3 CLI
+PKGS=(go-sendxmpp python3-slixmpp profanity tmux prosody biboumi ngircd sqlite3)
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -29,24 +32,26 @@ for p in "${PKGS[@]}"; do
 	fi
 done
 
-# Stop a prosody daemon (started by the package, or left by anything else) by its PID file.
-stop_system_prosody() {
-	local pidf pid
-	for pidf in /run/prosody/prosody.pid /var/run/prosody/prosody.pid; do
+# Stop a daemon a package started (or anything else left running) by its PID
+# file, and keep it from starting at boot. Usage: stop_system_daemon NAME PIDFILE...
+stop_system_daemon() {
+	local name=$1 pidf pid
+	shift
+	for pidf in "$@"; do
 		[ -s "$pidf" ] || continue
 		pid=$(cat "$pidf")
-		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q prosody "/proc/$pid/cmdline" 2>/dev/null; then
-			echo "deps: stopping the system prosody (pid $pid)"
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q "$name" "/proc/$pid/cmdline" 2>/dev/null; then
+			echo "deps: stopping the system $name (pid $pid)"
 			"${SUDO[@]}" kill "$pid" 2>/dev/null || true
 			for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 			if kill -0 "$pid" 2>/dev/null; then "${SUDO[@]}" kill -9 "$pid" 2>/dev/null || true; fi
 		fi
 	done
 	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-		"${SUDO[@]}" systemctl disable --now prosody >/dev/null 2>&1 || true
+		"${SUDO[@]}" systemctl disable --now "$name" >/dev/null 2>&1 || true
 	fi
-	if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/prosody ]; then
-		"${SUDO[@]}" update-rc.d prosody disable >/dev/null 2>&1 || true
+	if command -v update-rc.d >/dev/null 2>&1 && [ -e "/etc/init.d/$name" ]; then
+		"${SUDO[@]}" update-rc.d "$name" disable >/dev/null 2>&1 || true
 	fi
 }
 
@@ -81,10 +86,14 @@ else
 	echo "deps: all test packages present"
 fi
 
-stop_system_prosody
+stop_system_daemon prosody /run/prosody/prosody.pid /var/run/prosody/prosody.pid
+# A system ngircd on 0.0.0.0:6667 would keep the test's ngircd from binding.
+stop_system_daemon ngircd /run/ngircd/ngircd.pid /var/run/ngircd/ngircd.pid
+stop_system_daemon biboumi /run/biboumi/biboumi.pid
 
 # Check what the tests will look for.
-for cmd in go-sendxmpp profanity tmux prosody; do
+[ -x /usr/sbin/ngircd ] || { echo "deps: ngircd missing after install" >&2; exit 1; }
+for cmd in go-sendxmpp profanity tmux prosody biboumi sqlite3; do
 	command -v "$cmd" >/dev/null || { echo "deps: $cmd missing after install" >&2; exit 1; }
 done
 /usr/bin/python3 -c 'import slixmpp' 2>/dev/null || {

@@ -50,6 +50,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []listener
 	zones     *zones
+
+	comp componentState // XEP-0114 component host (components.go)
 }
 
 type listener struct {
