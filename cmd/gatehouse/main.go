@@ -50,6 +50,8 @@ where policy is applied and the crossing is archived.`,
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", "", "configuration file (YAML); default: the embedded default config")
 	root.PersistentFlags().StringVar(&g.dataDir, "data", "", "data directory (overrides data_dir; default ./data)")
 	root.AddCommand(newServeCmd(g), newUserCmd(g), newVersionCmd(), newConfigCmd(g))
+	root.AddCommand(newPolicyCmd(g), newGroupCmd(g))
+	root.AddCommand(newFederationCmd(g))
 	return root
 }
 

@@ -140,7 +140,7 @@ func newUserCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(add, passwd, del, list)
+	cmd.AddCommand(add, passwd, del, list, newSetManagerCmd(g))
 	return cmd
 }
 

@@ -1,6 +1,9 @@
 // Package c2s accepts client connections (RFC 6120): stream negotiation
 // with required TLS, SASL and resource binding, then a read loop that stamps
 // every stanza with the authenticated address and hands it to the router.
+// Stream management (XEP-0198, sm.go) and client state indication
+// (XEP-0352, csi.go) are here too: both are about the stream, and a
+// session that outlives its TCP connection is this package's to keep.
 //
 // It must not import s2s, transports, policy or any feature module; it
 // reaches the rest of the server only through router and hook interfaces.
@@ -55,8 +58,12 @@ type Config struct {
 	// Disabled reports a locked account (SASL account-disabled).
 	Disabled func(ctx context.Context, username string) bool
 	// Features are extra post-bind stream features (roster versioning,
-	// pre-approval, stream management ...).
+	// pre-approval ...).
 	Features []*stanza.Element
+	// SM configures XEP-0198 stream management, CSI XEP-0352 client state
+	// indication; both are built in because they live in the stream.
+	SM  SMConfig
+	CSI CSIConfig
 }
 
 // Router is what c2s needs of the router.
@@ -91,6 +98,8 @@ type Server struct {
 	perIP     map[string]int
 	closing   bool
 	wg        sync.WaitGroup
+	sm        map[string]*link // resumable sessions by XEP-0198 id
+	smChange  chan struct{}    // closed and replaced when one detaches, resumes or ends
 
 	authFailures atomic.Uint64
 }
@@ -106,8 +115,12 @@ func New(cfg Config, log logrus.FieldLogger, r Router, table *sessions.Table, li
 	if cfg.ResourceConflict == "" {
 		cfg.ResourceConflict = ConflictReplace
 	}
+	if cfg.SM.RequestEvery <= 0 {
+		cfg.SM.RequestEvery = 5
+	}
 	s := &Server{cfg: cfg, log: log, router: r, table: table, life: life, ids: ids,
-		hosts: make(map[string]bool), streams: make(map[*Stream]struct{}), perIP: make(map[string]int)}
+		hosts: make(map[string]bool), streams: make(map[*Stream]struct{}), perIP: make(map[string]int),
+		sm: make(map[string]*link), smChange: make(chan struct{})}
 	for _, h := range cfg.Hosts {
 		s.hosts[h] = true
 	}
@@ -203,15 +216,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		for _, st := range streams {
 			_ = st.c.Close()
 		}
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	// Sessions waiting to be resumed will not be: what they hold goes to
+	// offline storage (or is bounced) while storage is still open.
+	s.endDetached()
+	return err
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // Count returns the number of open client connections.

@@ -35,14 +35,15 @@ const (
 	nsPing    = "urn:xmpp:ping"
 )
 
-// streamError is a negotiation failure that ends the stream.
+// streamError is a failure that ends the stream.
 type streamError struct {
 	cond, text string
+	app        *stanza.Element // application-specific condition, if any
 }
 
 func (e *streamError) Error() string { return "c2s: stream error " + e.cond + ": " + e.text }
 
-func streamErr(cond, text string) error { return &streamError{cond, text} }
+func streamErr(cond, text string) error { return &streamError{cond: cond, text: text} }
 
 // Stream is one client connection.
 type Stream struct {
@@ -61,6 +62,12 @@ type Stream struct {
 	jid       jid.JID
 	sess      *sessions.Session
 	authFails int
+
+	// link is the session's sender; with resumption it outlives this
+	// stream. Set at bind (or resume), then only read.
+	link    *link
+	smOn    bool // stream management enabled on this stream (read goroutine only)
+	resumed bool // the session was resumed, not bound, on this stream
 }
 
 // Conn returns the connection runtime (for nonza handlers).
@@ -69,10 +76,16 @@ func (st *Stream) Conn() *conn.Conn { return st.c }
 // Session returns the bound session (nil before bind).
 func (st *Stream) Session() *sessions.Session { return st.sess }
 
-// Send implements sessions.Sender.
-func (st *Stream) Send(s *stanza.Stanza) error { return st.c.Send(s) }
+// Send sends a stanza to the client the way the session does (stream
+// management and client state indication apply).
+func (st *Stream) Send(s *stanza.Stanza) error {
+	if st.link == nil {
+		return st.c.Send(s)
+	}
+	return st.link.Send(s)
+}
 
-// Close implements sessions.Sender.
+// Close ends the stream with a stream error.
 func (st *Stream) Close(cond, text string) { st.c.CloseStream(cond, text) }
 
 func (s *Server) handle(ctx context.Context, nc net.Conn, directTLS bool) {
@@ -107,8 +120,13 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, directTLS bool) {
 	st.c.SetDeadline(time.Time{})
 	st.c.OnIdle = st.ping
 	st.c.StartWriter()
-	st.log.WithFields(logrus.Fields{"jid": st.jid.String(), "mechanism": st.mechanism}).Info("session bound")
-	s.life.SessionBound(ctx, st.sess)
+	if st.resumed {
+		// Same session, new connection: modules saw nothing change.
+		st.log.WithField("jid", st.jid.String()).Info("session resumed")
+	} else {
+		st.log.WithFields(logrus.Fields{"jid": st.jid.String(), "mechanism": st.mechanism}).Info("session bound")
+		s.life.SessionBound(ctx, st.sess)
+	}
 	err = st.serve(ctx)
 	st.end(ctx, err)
 }
@@ -122,7 +140,7 @@ func (st *Stream) fail(err error) {
 			st.writeHeader("", "")
 		}
 		st.log.WithField("condition", se.cond).Info("stream error: " + se.text)
-		st.c.CloseStream(se.cond, se.text)
+		st.c.CloseStreamWith(se.cond, se.text, se.app)
 		return
 	}
 	st.log.WithError(err).Debug("negotiation ended")
@@ -220,6 +238,12 @@ func (st *Stream) negotiate(ctx context.Context, deadline time.Time) error {
 		default:
 			var b strings.Builder
 			b.WriteString(`<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>`)
+			if st.srv.cfg.SM.Enabled {
+				b.WriteString(`<sm xmlns='urn:xmpp:sm:3'/>`)
+			}
+			if st.srv.cfg.CSI.Enabled {
+				b.WriteString(`<csi xmlns='urn:xmpp:csi:0'/>`)
+			}
 			for _, f := range st.srv.cfg.Features {
 				b.Write(f.AppendXML(nil, stanza.NSStream, stanza.NSClient))
 			}
@@ -449,8 +473,21 @@ func (st *Stream) bind(ctx context.Context) error {
 			return st.readFailure(err)
 		}
 		if stanza.KindOf(start.Name.Local) != stanza.KindIQ {
-			if _, err := st.c.ReadElement(start); err != nil {
+			el, err := st.c.ReadElement(start)
+			if err != nil {
 				return st.readFailure(err)
+			}
+			if start.Name.Space == nsSM && st.srv.cfg.SM.Enabled {
+				if start.Name.Local != "resume" {
+					// XEP-0198 §3: enable comes after binding.
+					st.smFailed(stanza.UnexpectedRequest, "bind a resource first")
+					continue
+				}
+				ok, err := st.resume(el)
+				if ok || err != nil {
+					return err
+				}
+				continue
 			}
 			return streamErr("not-authorized", "bind a resource first")
 		}
@@ -473,19 +510,24 @@ func (st *Stream) bind(ctx context.Context) error {
 			continue
 		}
 		st.jid = full
-		sess := sessions.New(full, st.c.ID, st, sessions.Info{
+		st.link = newLink(ctx, st)
+		sess := sessions.New(full, st.c.ID, st.link, sessions.Info{
 			RemoteAddr: st.c.NetConn().RemoteAddr().String(), TLSVersion: tlsVersion(st.c.TLS()),
 			Mechanism: st.mechanism, Started: time.Now(),
 		})
-		if old := st.srv.table.Add(sess); old != nil {
-			old.Close("conflict", "replaced by a new session with the same resource")
-		}
-		st.sess = sess
+		st.link.sess = sess
 		res2 := iq.Result(stanza.NewElement(nsBind, "bind").Append(
 			stanza.NewElement(nsBind, "jid").AppendText(full.String())))
 		res2.To = jid.JID{}
 		res2.From = jid.JID{}
+		// The result goes out before the session is in the table: once
+		// it is, stanzas for it (among them what a replaced session
+		// never got acknowledged) may be queued, and they must follow.
 		st.reply(res2)
+		st.sess = sess
+		if old := st.srv.table.Add(sess); old != nil {
+			old.Close("conflict", "replaced by a new session with the same resource")
+		}
 		return nil
 	}
 }
@@ -538,7 +580,7 @@ func (st *Stream) reply(s *stanza.Stanza) {
 		_ = st.c.WriteNow(s.AppendXML(nil, stanza.NSClient))
 		return
 	}
-	_ = st.c.Send(s)
+	_ = st.link.Send(s)
 }
 
 func tlsVersion(cs *tls.ConnectionState) string {
@@ -562,12 +604,27 @@ func (st *Stream) serve(ctx context.Context) error {
 			if err != nil {
 				return st.readFailure(err)
 			}
+			switch {
+			case el.Name.Space == nsSM && st.srv.cfg.SM.Enabled:
+				if err := st.smNonza(el); err != nil {
+					return err
+				}
+				continue
+			case el.Name.Space == nsCSI && st.srv.cfg.CSI.Enabled:
+				st.csiNonza(el)
+				continue
+			}
 			if !st.nonza(ctx, el) {
 				return streamErr("unsupported-stanza-type", "unknown top-level element "+start.Name.Local)
 			}
 			continue
 		}
 		s, err := st.c.ReadStanza(start)
+		if st.smOn && s != nil {
+			// Counted when read: from here on it is the server's to
+			// handle (route, answer or bounce), which is what h means.
+			st.link.inH.Add(1)
+		}
 		if err != nil {
 			var pe *stanza.ParseError
 			if !errors.As(err, &pe) {
@@ -640,28 +697,67 @@ func (st *Stream) nonza(ctx context.Context, el *stanza.Element) bool {
 // ping sends a XEP-0199 ping when the client has been idle.
 func (st *Stream) ping() {
 	host, _ := jid.New("", st.host, "")
-	_ = st.c.Send(&stanza.Stanza{Kind: stanza.KindIQ, Type: "get", ID: "idle-ping", To: st.jid, From: host,
+	_ = st.link.Send(&stanza.Stanza{Kind: stanza.KindIQ, Type: "get", ID: "idle-ping", To: st.jid, From: host,
 		Children: []stanza.Node{{El: stanza.NewElement(nsPing, "ping")}}})
 }
 
-// end tears the bound session down.
+// end tears the bound session down, or keeps it for resumption when the
+// connection dropped and the client asked for that (XEP-0198 §5).
 func (st *Stream) end(ctx context.Context, err error) {
+	resumable := st.resumable(err)
 	var se *streamError
 	switch {
 	case errors.As(err, &se):
 		st.log.WithField("condition", se.cond).Info("stream error: " + se.text)
-		st.c.CloseStream(se.cond, se.text)
+		st.c.CloseStreamWith(se.cond, se.text, se.app)
 	case errors.Is(err, errStreamClosed):
 		st.c.CloseStream("", "")
 	default:
 		// The peer is gone: nothing more can be written.
 		_ = st.c.Close()
 	}
-	st.srv.table.Remove(st.sess)
-	st.srv.life.SessionEnded(ctx, st.sess)
-	st.log.WithField("jid", st.jid.String()).Info("session ended")
-	select {
-	case <-st.c.Done():
-	case <-time.After(3 * time.Second):
+	defer func() {
+		select {
+		case <-st.c.Done():
+		case <-time.After(3 * time.Second):
+		}
+	}()
+	l := st.link
+	l.mu.Lock()
+	if l.owner != st {
+		// Resumed on another connection, which now serves the session.
+		l.mu.Unlock()
+		st.log.WithField("jid", st.jid.String()).Info("connection replaced by resumption")
+		return
 	}
+	if resumable && l.smID != "" && !st.srv.isClosing() {
+		// Unacknowledged stanzas stay with the session; the connection
+		// is closed, so nothing can be counted after this.
+		l.detach(st.c.DetachAcks())
+		l.mu.Unlock()
+		st.srv.smChanged()
+		st.log.WithFields(logrus.Fields{"jid": st.jid.String(), "timeout": l.resume}).Info("session detached, waiting for resumption")
+		return
+	}
+	l.mu.Unlock()
+	if l.endIf(func() bool { return l.owner == st }, st.c, nil) {
+		st.log.WithField("jid", st.jid.String()).Info("session ended")
+	} else {
+		st.log.WithField("jid", st.jid.String()).Info("connection replaced by resumption")
+	}
+}
+
+// resumable reports whether the stream ended in a way a client may resume
+// from: the connection dropped or went silent. A clean close, a stream
+// error for something the client did, or this server closing the stream
+// (conflict, shutdown, too many unacknowledged stanzas) ends the session.
+func (st *Stream) resumable(err error) bool {
+	if !st.smOn || errors.Is(err, errStreamClosed) || st.c.StreamClosed() {
+		return false
+	}
+	var se *streamError
+	if errors.As(err, &se) {
+		return se.cond == "connection-timeout"
+	}
+	return true
 }

@@ -97,6 +97,22 @@ type C2S struct {
 	KeepaliveInterval Duration `yaml:"keepalive_interval"`
 	// MaxConnectionsPerIP: default 100; 0 = unlimited.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// SMEnabled offers stream management (XEP-0198); default true.
+	SMEnabled bool `yaml:"sm_enabled"`
+	// SMResumeTimeout is how long a session whose connection dropped is
+	// kept for resumption; default 5m, at most 24h; 0 disables resumption.
+	SMResumeTimeout Duration `yaml:"sm_resume_timeout"`
+	// SMMaxUnacked: stanzas kept for a client that does not acknowledge
+	// them before its session is ended; default 1000.
+	SMMaxUnacked int `yaml:"sm_max_unacked"`
+	// SMRequestEvery: the server asks for an acknowledgement once this
+	// many stanzas are unacknowledged; default 5.
+	SMRequestEvery int `yaml:"sm_request_every"`
+	// CSIEnabled offers client state indication (XEP-0352); default true.
+	CSIEnabled bool `yaml:"csi_enabled"`
+	// CSIMaxHeld: presence and chat states held for an inactive client
+	// before they are flushed anyway; default 100.
+	CSIMaxHeld int `yaml:"csi_max_held"`
 }
 
 // Auth configures SASL authentication.
@@ -163,6 +179,12 @@ func defaults() *Config {
 			IdleTimeout:         Duration(60 * time.Second),
 			KeepaliveInterval:   Duration(60 * time.Second),
 			MaxConnectionsPerIP: 100,
+			SMEnabled:           true,
+			SMResumeTimeout:     Duration(5 * time.Minute),
+			SMMaxUnacked:        1000,
+			SMRequestEvery:      5,
+			CSIEnabled:          true,
+			CSIMaxHeld:          100,
 		},
 		Auth: Auth{SCRAMIterations: 4096, AllowPlain: true, MaxAttempts: 3},
 		Limits: Limits{

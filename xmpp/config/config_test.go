@@ -55,6 +55,12 @@ func TestDefaultValues(t *testing.T) {
 		{"c2s.idle_timeout", c.C2S.IdleTimeout.D(), 60 * time.Second},
 		{"c2s.keepalive_interval", c.C2S.KeepaliveInterval.D(), 60 * time.Second},
 		{"c2s.max_connections_per_ip", c.C2S.MaxConnectionsPerIP, 100},
+		{"c2s.sm_enabled", c.C2S.SMEnabled, true},
+		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout.D(), 5 * time.Minute},
+		{"c2s.sm_max_unacked", c.C2S.SMMaxUnacked, 1000},
+		{"c2s.sm_request_every", c.C2S.SMRequestEvery, 5},
+		{"c2s.csi_enabled", c.C2S.CSIEnabled, true},
+		{"c2s.csi_max_held", c.C2S.CSIMaxHeld, 100},
 		{"auth.scram_iterations", c.Auth.SCRAMIterations, 4096},
 		{"auth.allow_plain", c.Auth.AllowPlain, true},
 		{"auth.max_attempts", c.Auth.MaxAttempts, 3},
@@ -70,6 +76,11 @@ func TestDefaultValues(t *testing.T) {
 		{"components.ping_interval", c.Components.PingInterval.D(), 2 * time.Minute},
 		{"components.idle_timeout", c.Components.IdleTimeout.D(), 60 * time.Second},
 		{"components.transports", len(c.Components.Transports), 0},
+		{"mam.enabled", c.MAM.Enabled, true},
+		{"mam.default", c.MAM.Default, "always"},
+		{"mam.retention", c.MAM.Retention.D(), 365 * 24 * time.Hour},
+		{"mam.max_page_size", c.MAM.MaxPageSize, 100},
+		{"mam.file", c.MAM.File, "mam.db"},
 	}
 	for _, tc := range checks {
 		if !reflect.DeepEqual(tc.got, tc.want) {
@@ -118,8 +129,8 @@ func TestDefaultYAMLMentionsEveryKey(t *testing.T) {
 	}
 	idx := newKeyIndex(&doc)
 	paths := yamlPaths(reflect.TypeOf(Config{}), "")
-	if len(paths) != 31 {
-		t.Errorf("found %d keys, the test table above lists 31: update it", len(paths))
+	if len(paths) != 68 {
+		t.Errorf("found %d keys, the test table above lists 68: update it", len(paths))
 	}
 	for _, p := range paths {
 		i, ok := idx.byPath[p]
@@ -188,6 +199,9 @@ server: {name: Corp XMPP, hide_os: true}
 			IdleTimeout:         Duration(500 * time.Millisecond),
 			KeepaliveInterval:   Duration(2 * time.Minute),
 			MaxConnectionsPerIP: 0,
+			// Keys the document leaves out keep their defaults.
+			SMEnabled: true, SMResumeTimeout: Duration(5 * time.Minute), SMMaxUnacked: 1000, SMRequestEvery: 5,
+			CSIEnabled: true, CSIMaxHeld: 100,
 		},
 		Auth:    Auth{SCRAMIterations: 600000, AllowPlain: false, MaxAttempts: 10},
 		Limits:  Limits{MaxStanzaBytes: 10000, MaxDepth: 8, SendQueue: 1, SendQueueBytes: 10000},
@@ -195,6 +209,9 @@ server: {name: Corp XMPP, hide_os: true}
 		Server:  ServerInfo{Name: "Corp XMPP", HideOS: true},
 		// Sections the document leaves out keep their defaults.
 		Components: componentsDefaults(),
+		S2S:        s2sDefaults(),
+		MAM:        mamDefaults(),
+		Policy:     policyDefaults(),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
@@ -246,6 +263,11 @@ func TestValidationErrors(t *testing.T) {
 		{"ping negative", "c2s:\n  ping_interval: -1m", "c2s.ping_interval", 2, "positive duration"},
 		{"keepalive zero", "c2s:\n  keepalive_interval: 0s", "c2s.keepalive_interval", 2, "positive duration"},
 		{"max conns", "c2s:\n  max_connections_per_ip: -1", "c2s.max_connections_per_ip", 2, "at least 0"},
+		{"sm resume negative", "c2s:\n  sm_resume_timeout: -1s", "c2s.sm_resume_timeout", 2, "between 0s and 24h0m0s"},
+		{"sm resume long", "c2s:\n  sm_resume_timeout: 25h", "c2s.sm_resume_timeout", 2, "between 0s and 24h0m0s"},
+		{"sm max unacked", "c2s:\n  sm_max_unacked: 0", "c2s.sm_max_unacked", 2, "between 1 and 100000"},
+		{"sm request every", "c2s:\n  sm_max_unacked: 10\n  sm_request_every: 11", "c2s.sm_request_every", 3, "between 1 and 10"},
+		{"csi max held", "c2s:\n  csi_max_held: 0", "c2s.csi_max_held", 2, "between 1 and 10000"},
 		{"scram low", "auth:\n  scram_iterations: 4095", "auth.scram_iterations", 2, "between 4096 and 10000000"},
 		{"scram high", "auth:\n  scram_iterations: 10000001", "auth.scram_iterations", 2, "between 4096"},
 		{"attempts zero", "auth:\n  max_attempts: 0", "auth.max_attempts", 2, "between 1 and 10"},

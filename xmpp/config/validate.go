@@ -20,6 +20,9 @@ const (
 	MinStanzaBytes     = 10000 // RFC 6120 §13.12
 	MinDepth           = 8
 	MaxDepth           = 1024
+	MaxSMResumeTimeout = 24 * time.Hour
+	MaxSMUnacked       = 100_000
+	MaxCSIHeld         = 10_000
 )
 
 // normalize replaces every host that is a valid domain by its canonical
@@ -161,6 +164,12 @@ func (c *Config) validate() []*Error {
 	v.positive("c2s.idle_timeout", c.C2S.IdleTimeout)
 	v.positive("c2s.keepalive_interval", c.C2S.KeepaliveInterval)
 	v.atLeast("c2s.max_connections_per_ip", c.C2S.MaxConnectionsPerIP, 0)
+	if d := c.C2S.SMResumeTimeout; d < 0 || d > Duration(MaxSMResumeTimeout) {
+		v.fail("c2s.sm_resume_timeout", "must be between 0s and %s, got %s", MaxSMResumeTimeout, time.Duration(d))
+	}
+	v.between("c2s.sm_max_unacked", c.C2S.SMMaxUnacked, 1, MaxSMUnacked)
+	v.between("c2s.sm_request_every", c.C2S.SMRequestEvery, 1, c.C2S.SMMaxUnacked)
+	v.between("c2s.csi_max_held", c.C2S.CSIMaxHeld, 1, MaxCSIHeld)
 
 	v.between("auth.scram_iterations", c.Auth.SCRAMIterations, MinSCRAMIterations, MaxSCRAMIterations)
 	v.between("auth.max_attempts", c.Auth.MaxAttempts, MinAttempts, MaxAttempts)

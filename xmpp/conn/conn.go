@@ -77,11 +77,15 @@ type Conn struct {
 	// declaration is allowed only before it.
 	begun bool
 
-	mu       sync.Mutex
-	buf      []byte
-	pending  int
-	closing  bool
-	dead     bool
+	mu      sync.Mutex
+	buf     []byte
+	pending int
+	closing bool
+	dead    bool
+	// ended is set when this side ended the stream on purpose
+	// (CloseStream), as opposed to the peer going away or a slow consumer.
+	ended    bool
+	acks     *Acks // XEP-0198 accounting; nil unless stream management is on
 	signal   chan struct{}
 	writerOn bool
 	done     chan struct{}
@@ -266,7 +270,23 @@ func (c *Conn) Send(st *stanza.Stanza) error {
 	}
 	c.buf = st.AppendXML(c.buf, c.ns)
 	c.pending++
+	over := false
+	if a := c.acks; a != nil {
+		// Counting under the send lock keeps the numbering identical to
+		// the order on the wire; without stream management this costs
+		// one nil check.
+		over = a.Push(st, time.Now())
+		if a.wantRequest(a.every) {
+			c.buf = append(c.buf, a.request...)
+		}
+	}
 	c.mu.Unlock()
+	if over {
+		// The stanza is kept (the owner re-routes it when the session
+		// ends); a peer that stops acknowledging is not fed more.
+		c.CloseStream("resource-constraint", "too many unacknowledged stanzas")
+		return nil
+	}
 	c.wake()
 	return nil
 }
@@ -299,8 +319,17 @@ func (c *Conn) wake() {
 
 // CloseStream queues a stream error (if cond is not empty) and the closing
 // tag, then ends the connection once they are written.
-func (c *Conn) CloseStream(cond, text string) {
+func (c *Conn) CloseStream(cond, text string) { c.CloseStreamWith(cond, text, nil) }
+
+// CloseStreamWith is CloseStream with an application-specific condition
+// element inside <stream:error> (RFC 6120 §4.9.4), e.g. XEP-0198's
+// <handled-count-too-high/>.
+func (c *Conn) CloseStreamWith(cond, text string, app *stanza.Element) {
 	tail := StreamErrorXML(cond, text)
+	if app != nil && len(tail) > 0 {
+		end := len(tail) - len("</stream:error>")
+		tail = append(app.AppendXML(append([]byte(nil), tail[:end]...), "", ""), tail[end:]...)
+	}
 	tail = append(tail, "</stream:stream>"...)
 	c.mu.Lock()
 	if c.closing || c.dead {
@@ -308,6 +337,7 @@ func (c *Conn) CloseStream(cond, text string) {
 		return
 	}
 	c.closing = true
+	c.ended = true
 	if !c.writerOn {
 		c.mu.Unlock()
 		_ = c.WriteNow(tail)
@@ -317,6 +347,15 @@ func (c *Conn) CloseStream(cond, text string) {
 	c.buf = append(c.buf, tail...)
 	c.mu.Unlock()
 	c.wake()
+}
+
+// StreamClosed reports whether this side ended the stream on purpose with
+// CloseStream (a stream error or a clean close), rather than the peer
+// going away, a network failure or a slow-consumer cut-off.
+func (c *Conn) StreamClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
 }
 
 // kill drops the connection at once (slow consumer): the queue cannot take
@@ -383,6 +422,11 @@ func (c *Conn) writeLoop() {
 				c.mu.Lock()
 				if len(c.buf) == 0 && time.Since(c.lastOut) >= c.to.Keepalive {
 					c.buf = append(c.buf, ' ')
+				}
+				if a := c.acks; a != nil && a.wantRequest(1) {
+					// Periodic request, so stanzas below the
+					// request threshold are acknowledged too.
+					c.buf = append(c.buf, a.request...)
 				}
 				c.mu.Unlock()
 			}

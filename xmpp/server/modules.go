@@ -2,6 +2,7 @@ package server
 
 import (
 	"gatehouse/xmpp/mod/blocking"
+	"gatehouse/xmpp/mod/mam"
 	"gatehouse/xmpp/mod/message"
 	"gatehouse/xmpp/mod/presence"
 	"gatehouse/xmpp/mod/roster"
@@ -20,6 +21,7 @@ func (s *Server) registerModules() {
 	b := blocking.New(s.db, log.WithField("mod", "blocking"))
 	b.Register(s.bus)
 	p.SetBlocked(b.Blocks)
+	mam.New(s.cfg.MAM, s.cfg.DataDir, s.db, log.WithField("mod", "mam")).Register(s.bus) // TODO(server): keep it and call Close in Run
 	s.registerServiceModules()
 }
 

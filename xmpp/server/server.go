@@ -52,6 +52,8 @@ type Server struct {
 	zones     *zones
 
 	comp componentState // XEP-0114 component host (components.go)
+	pol  policyState    // boundary policy (policy.go)
+	fed  s2sState       // federation (s2s.go)
 }
 
 type listener struct {
@@ -132,6 +134,11 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 			return err == nil && locked
 		},
 		Features: s.streamFeatures(),
+		SM: c2s.SMConfig{
+			Enabled: cfg.C2S.SMEnabled, ResumeTimeout: cfg.C2S.SMResumeTimeout.D(),
+			MaxUnacked: cfg.C2S.SMMaxUnacked, RequestEvery: cfg.C2S.SMRequestEvery,
+		},
+		CSI: c2s.CSIConfig{Enabled: cfg.C2S.CSIEnabled, MaxHeld: cfg.C2S.CSIMaxHeld},
 	}
 	s.c2s = c2s.New(c2sCfg, log.WithField("component", "c2s"), s.router, s.table, s.bus, &s.ids)
 	return s, nil

@@ -1,14 +1,18 @@
 package xmpptest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +32,18 @@ type ClientOptions struct {
 	// NoReader leaves reading to the caller (benchmarks): Conn returns the
 	// TLS connection and Expect must not be used.
 	NoReader bool
+	// SM enables stream management (XEP-0198) after binding, asking for
+	// resumption unless SMNoResume. The client then counts the stanzas it
+	// receives (Handled) and answers the server's <r/> unless NoAutoAck.
+	SM         bool
+	SMNoResume bool
+	NoAutoAck  bool
+	// Resume resumes the session with this XEP-0198 id instead of binding,
+	// telling the server ResumeH stanzas were handled; Resource must name
+	// the session's resource. If the server answers <failed/>, the client
+	// binds a new session and ResumeFailed says why.
+	Resume  string
+	ResumeH uint32
 }
 
 // Conn returns the client's TLS connection.
@@ -36,6 +52,7 @@ func (c *Client) Conn() net.Conn { return c.nc }
 // Client is a raw XMPP client for tests.
 type Client struct {
 	t     testing.TB
+	tcp   net.Conn // under TLS, for Drop
 	nc    net.Conn
 	dec   *xml.Decoder
 	JID   jid.JID
@@ -47,7 +64,21 @@ type Client struct {
 	// StreamError is set when the server sent <stream:error>.
 	mu          sync.Mutex
 	streamError string
+	streamErrEl *stanza.Element
 	backlog     []*stanza.Stanza
+	nzBacklog   []*stanza.Element
+
+	// Features are the stream features offered after authentication.
+	Features *stanza.Element
+	// SMID and SMMax are the <enabled/> id and max (ClientOptions.SM).
+	SMID, SMMax string
+	// Resumed is the server's <resumed/> (ClientOptions.Resume), nil if the
+	// resumption failed; ResumeFailed is then the <failed/> condition.
+	Resumed      *stanza.Element
+	ResumeFailed string
+	smOn         bool
+	autoAck      bool
+	handled      atomic.Uint32
 }
 
 var mechanisms = map[string]sasl.Mechanism{
@@ -87,7 +118,7 @@ func (ts *TestServer) TryDial(t testing.TB, user, password string, o ClientOptio
 		return nil, err
 	}
 	_ = nc.SetDeadline(time.Now().Add(Timeout))
-	c := &Client{t: t, nc: nc, Mech: o.Mechanism}
+	c := &Client{t: t, tcp: nc, nc: nc, Mech: o.Mechanism, autoAck: !o.NoAutoAck}
 	fail := func(err error) (*Client, error) {
 		_ = nc.Close()
 		return nil, err
@@ -127,37 +158,187 @@ func (ts *TestServer) TryDial(t testing.TB, user, password string, o ClientOptio
 	if err != nil {
 		return fail(err)
 	}
+	c.Features = feats
 	if feats.Child("urn:ietf:params:xml:ns:xmpp-bind", "bind") == nil {
 		return fail(errors.New("no bind feature"))
 	}
-	res := ""
-	if o.Resource != "" {
-		res = "<resource>" + o.Resource + "</resource>"
+	if o.Resume != "" {
+		if err := c.resume(ts, user, o); err != nil {
+			return fail(err)
+		}
 	}
-	c.raw(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>` + res + `</bind></iq>`)
-	el, err := c.nextElement()
-	if err != nil {
-		return fail(err)
+	if c.Resumed == nil {
+		if err := c.bind(o.Resource); err != nil {
+			return fail(err)
+		}
 	}
-	if el.AttrValue("type") != "result" {
-		return fail(fmt.Errorf("bind failed: %s", el))
+	if o.SM {
+		if err := c.enableSM(!o.SMNoResume); err != nil {
+			return fail(err)
+		}
 	}
-	j, err := jid.Parse(el.Child("", "bind").ChildText("", "jid"))
-	if err != nil {
-		return fail(err)
-	}
-	c.JID = j
 	_ = c.nc.SetDeadline(time.Time{})
 	if o.NoReader {
 		t.Cleanup(func() { c.Close() })
 		return c, nil
 	}
-	c.in = make(chan *stanza.Stanza, 1024)
-	c.nonza = make(chan *stanza.Element, 64)
+	if c.in == nil {
+		c.in = make(chan *stanza.Stanza, 1024)
+	}
+	c.nonza = make(chan *stanza.Element, 1024)
 	c.errc = make(chan error, 1)
 	go c.readLoop()
 	t.Cleanup(func() { c.Close() })
 	return c, nil
+}
+
+func (c *Client) bind(resource string) error {
+	res := ""
+	if resource != "" {
+		res = "<resource>" + resource + "</resource>"
+	}
+	c.raw(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>` + res + `</bind></iq>`)
+	el, err := c.nextElement()
+	if err != nil {
+		return err
+	}
+	if el.AttrValue("type") != "result" {
+		return fmt.Errorf("bind failed: %s", el)
+	}
+	j, err := jid.Parse(el.Child("", "bind").ChildText("", "jid"))
+	if err != nil {
+		return err
+	}
+	c.JID = j
+	return nil
+}
+
+const nsSM = "urn:xmpp:sm:3"
+
+// resume sends <resume/> (XEP-0198 §5) and reads the answer.
+func (c *Client) resume(ts *TestServer, user string, o ClientOptions) error {
+	c.raw(fmt.Sprintf(`<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>`, o.Resume, o.ResumeH))
+	el, err := c.nextElement()
+	if err != nil {
+		return err
+	}
+	switch el.Name.Local {
+	case "resumed":
+		j, err := jid.New(user, ts.Domain, o.Resource)
+		if err != nil {
+			return err
+		}
+		c.JID, c.Resumed, c.SMID, c.smOn = j, el, o.Resume, true
+		c.handled.Store(o.ResumeH)
+	case "failed":
+		c.ResumeFailed = firstChild(el)
+	default:
+		return fmt.Errorf("resume: unexpected %s", el)
+	}
+	return nil
+}
+
+// enableSM sends <enable/> and waits for <enabled/>; stanzas that arrive
+// first are kept for Expect (they are not counted: counting starts with
+// <enabled/>).
+func (c *Client) enableSM(resume bool) error {
+	if resume {
+		c.raw(`<enable xmlns='urn:xmpp:sm:3' resume='true'/>`)
+	} else {
+		c.raw(`<enable xmlns='urn:xmpp:sm:3'/>`)
+	}
+	for {
+		el, err := c.nextElement()
+		if err != nil {
+			return err
+		}
+		switch {
+		case el.Name.Space == nsSM && el.Name.Local == "enabled":
+			c.SMID, c.SMMax, c.smOn = el.AttrValue("id"), el.AttrValue("max"), true
+			return nil
+		case el.Name.Space == nsSM && el.Name.Local == "failed":
+			return fmt.Errorf("enable: %s", el)
+		}
+		if s, err := stanza.FromElement(el); err == nil {
+			if c.in == nil {
+				c.in = make(chan *stanza.Stanza, 1024)
+			}
+			c.in <- s
+		}
+	}
+}
+
+// Handled returns the number of stanzas received since stream management
+// was enabled (or, after a resumption, ResumeH plus those since): the
+// client's XEP-0198 h.
+func (c *Client) Handled() uint32 { return c.handled.Load() }
+
+// Ack sends <a h/> with Handled.
+func (c *Client) Ack() { c.AckH(c.Handled()) }
+
+// AckH sends <a h/> with any count (tests of bad counts).
+func (c *Client) AckH(h uint32) { c.Sendf(`<a xmlns='urn:xmpp:sm:3' h='%d'/>`, h) }
+
+// RequestAck sends <r/> and returns the h of the server's <a/>.
+func (c *Client) RequestAck() uint32 {
+	c.t.Helper()
+	c.Send(`<r xmlns='urn:xmpp:sm:3'/>`)
+	a := c.ExpectNonza(func(e *stanza.Element) bool { return e.Name.Space == nsSM && e.Name.Local == "a" })
+	h, err := strconv.ParseUint(a.AttrValue("h"), 10, 32)
+	if err != nil {
+		c.t.Fatalf("xmpptest: bad ack %s", a)
+	}
+	return uint32(h)
+}
+
+// Drop cuts the TCP connection without closing the stream or TLS, as a
+// lost network does.
+func (c *Client) Drop() { _ = c.tcp.Close() }
+
+// ExpectNonza waits for a top-level non-stanza element (stream management,
+// ...) matching f; earlier ones stay queued for later calls.
+func (c *Client) ExpectNonza(f func(*stanza.Element) bool) *stanza.Element {
+	c.t.Helper()
+	e, err := c.TryExpectNonza(f, Timeout)
+	if err != nil {
+		c.t.Fatalf("xmpptest: %s: %v", c.JID, err)
+	}
+	return e
+}
+
+// TryExpectNonza is ExpectNonza with a timeout and an error.
+func (c *Client) TryExpectNonza(f func(*stanza.Element) bool, d time.Duration) (*stanza.Element, error) {
+	c.mu.Lock()
+	for i, e := range c.nzBacklog {
+		if f(e) {
+			c.nzBacklog = append(c.nzBacklog[:i], c.nzBacklog[i+1:]...)
+			c.mu.Unlock()
+			return e, nil
+		}
+	}
+	c.mu.Unlock()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case e := <-c.nonza:
+			if f(e) {
+				return e, nil
+			}
+			c.mu.Lock()
+			c.nzBacklog = append(c.nzBacklog, e)
+			c.mu.Unlock()
+		case <-timer.C:
+			return nil, fmt.Errorf("timed out waiting for a nonza (stream error %q)", c.StreamError())
+		}
+	}
+}
+
+// StreamErrorElement returns the <stream:error> received, if any.
+func (c *Client) StreamErrorElement() *stanza.Element {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streamErrEl
 }
 
 func (c *Client) open(domain string) (*stanza.Element, error) {
@@ -303,6 +484,9 @@ func (c *Client) readLoop() {
 					c.errc <- err
 					return
 				}
+				if c.smOn {
+					c.handled.Add(1)
+				}
 				c.in <- s
 				continue
 			}
@@ -314,14 +498,23 @@ func (c *Client) readLoop() {
 			if el.Name.Local == "error" && el.Name.Space == "http://etherx.jabber.org/streams" {
 				c.mu.Lock()
 				c.streamError = firstChild(el)
+				c.streamErrEl = el
 				c.mu.Unlock()
 				continue
+			}
+			if c.smOn && c.autoAck && el.Name.Space == nsSM && el.Name.Local == "r" {
+				// Answered here, in stream order, so h is exact.
+				c.Ack()
 			}
 			select {
 			case c.nonza <- el:
 			default:
 			}
 		case xml.EndElement:
+			// Close our side too, as RFC 6120 §4.4 asks of a peer, so
+			// the server need not wait for its close timeout.
+			c.raw(`</stream:stream>`)
+			_ = c.nc.Close()
 			c.errc <- errors.New("stream closed by server")
 			return
 		}
@@ -443,5 +636,41 @@ func IsIQ(id string) func(*stanza.Stanza) bool {
 func IsPresence(typ string, from string) func(*stanza.Stanza) bool {
 	return func(s *stanza.Stanza) bool {
 		return s.Kind == stanza.KindPresence && s.Type == typ && (from == "" || s.From.Bare().String() == from)
+	}
+}
+
+// Raw helpers for benchmarks (ClientOptions.NoReader), where the caller
+// reads the connection itself.
+
+// SyncRaw does a ping round trip on a NoReader client, reading r (which
+// wraps Conn) until the answer: everything sent before has been handled.
+func (c *Client) SyncRaw(tb testing.TB, r io.Reader) {
+	tb.Helper()
+	id := fmt.Sprintf("rawsync-%d", time.Now().UnixNano())
+	c.Sendf(`<iq type='get' id='%s'><ping xmlns='urn:xmpp:ping'/></iq>`, id)
+	var seen []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(seen, []byte(id)) {
+		n, err := r.Read(buf)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		seen = append(seen, buf[:n]...)
+	}
+}
+
+// Flood writes n copies of stanza, batch at a time, as fast as the
+// connection takes them.
+func (c *Client) Flood(tb testing.TB, stanza string, n, batch int) {
+	tb.Helper()
+	chunk := []byte(strings.Repeat(stanza, batch))
+	for sent := 0; sent < n; sent += batch {
+		b := chunk
+		if n-sent < batch {
+			b = chunk[:len(stanza)*(n-sent)]
+		}
+		if _, err := c.nc.Write(b); err != nil {
+			tb.Fatal(err)
+		}
 	}
 }

@@ -1,0 +1,4 @@
+package s2s
+
+// Exported for the external tests.
+var VerifyPeer = verifyPeer
