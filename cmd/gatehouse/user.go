@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"mellium.im/xmpp/jid"
@@ -96,16 +97,18 @@ func newUserCmd(g *globals) *cobra.Command {
 	addPW(passwd)
 	del := &cobra.Command{
 		Use:     "delete USER",
-		Short:   "Delete an account and all its data (roster, offline messages, vCard)",
+		Short:   "Delete an account and all its data (roster, offline messages, vCard, message history)",
 		Example: `  gatehouse user delete alice`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, db, user, err := openForUser(cmd, g, args[0])
+			cfg, db, user, err := openForUser(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			if err := db.DeleteUser(cmd.Context(), user); err != nil {
+			quiet := logrus.New()
+			quiet.SetOutput(io.Discard)
+			if err := server.DeleteAccount(cmd.Context(), cfg, db, user, quiet); err != nil {
 				if errors.Is(err, storage.ErrNoUser) {
 					return fmt.Errorf("no user %q (see 'gatehouse user list')", user)
 				}

@@ -121,3 +121,19 @@ func BenchmarkYearOfHistory(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAppendAsync is the message path's cost: queue, group commit.
+func BenchmarkAppendAsync(b *testing.B) {
+	s, _ := openTestStore(b)
+	ctx := context.Background()
+	e := Entry{User: "alice", Time: time.Now(), Peer: "peer1@example.com", XML: []byte("<message><body>x</body></message>")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.AppendAsync(ctx, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+}

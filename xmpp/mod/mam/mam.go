@@ -150,6 +150,9 @@ func Open(ctx context.Context, o Options) (*Module, error) {
 		return nil, err
 	}
 	m.store, m.last = st, last
+	st.SetErrorHandler(func(e Entry, err error) {
+		m.log.WithError(err).WithField("user", e.User).Error("message not archived")
+	})
 	if r := o.Config.Retention.D(); r > 0 {
 		m.pruneEvery = o.PruneInterval
 		if m.pruneEvery <= 0 {
@@ -282,7 +285,7 @@ func (m *Module) archive(ctx context.Context, owner, peer jid.JID, st *stanza.St
 	if !ok {
 		return
 	}
-	id, err := m.store.Append(ctx, Entry{
+	id, err := m.store.AppendAsync(ctx, Entry{
 		User: user, Time: m.stamp(), Peer: peer.Bare().String(), PeerRes: peer.Resourcepart(),
 		XML: forStorage(st).AppendXML(nil, stanza.NSClient),
 	})
