@@ -56,9 +56,18 @@ fuzz:
       go test -run '^$' -fuzz "^${name}\$" -fuzztime "{{fuzztime}}" "$pkg"
     done
 
-# Benchmarks, no tests.
-bench:
-    go test -run '^$' -bench . -benchmem ./...
+# Benchmarks, no tests. deps installs Prosody and ejabberd (Debian packages) like CI;
+# testdata/bench/run.sh starts them and Gatehouse one after another on loopback and writes
+# its table into docs/performance.md (BENCH_SIZE=tiny: a quick run of the whole flow).
+# Go microbenchmarks, then the side-by-side load run against Prosody and ejabberd.
+bench: deps
+    #!/usr/bin/env bash
+    set -uo pipefail
+    # A failing microbenchmark does not skip the side-by-side run; the recipe fails at the end.
+    go test -run '^$' -bench . -benchmem ./...; micro=$?
+    bash testdata/bench/run.sh; side=$?
+    if [ "$micro" -ne 0 ]; then echo "bench: a Go microbenchmark failed (see above)" >&2; fi
+    if [ "$micro" -ne 0 ] || [ "$side" -ne 0 ]; then exit 1; fi
 
 # Only the interop tests (real clients against an in-process server), verbose.
 interop: deps

@@ -145,3 +145,26 @@ func TestMissAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per crossing, want 0", n)
 	}
 }
+
+// BenchmarkGateCrossCEL: the miss path of BenchmarkGateCrossMiss with one
+// more access rule whose CEL expression is evaluated (and false) for
+// every message: the cost of an expression.
+func BenchmarkGateCrossCEL(b *testing.B) {
+	p, err := policy.Parse([]byte("version: cel\naccess:\n  - {id: long-to-partners, cel: \"size(body) > 4000 && peer_domain.endsWith('.example')\", action: deny}\n"), "cel.yaml", opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := policy.NewGate(context.Background(), p, policy.GateOptions{Hosts: []string{"localhost"}, Forwarder: &sink{}, DirectoryRefresh: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := parseStanza(b, `<message from='alice@localhost/desk' to='bob@partner.example' type='chat' id='m1'><body>`+benchBody+`</body></message>`)
+	env := &router.Envelope{Stanza: st, Src: router.Endpoint{Zone: router.ZoneLocal, Domain: "localhost", Conn: 1},
+		Dst: router.Endpoint{Zone: router.ZoneRemote, Domain: "partner.example"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, _ := g.Cross(context.Background(), env); d.Verdict != router.Allow {
+			b.Fatalf("denied: %+v", d)
+		}
+	}
+}

@@ -106,6 +106,13 @@ func (c *Clamd) Ping(ctx context.Context) error {
 // Scan sends data with INSTREAM and returns the signature name clamd
 // reports, or "" when clean.
 func (c *Clamd) Scan(ctx context.Context, data []byte) (string, error) {
+	return c.ScanReader(ctx, bytes.NewReader(data))
+}
+
+// ScanReader streams r to clamd with INSTREAM, in chunks, so a large file
+// is never held in memory. Content longer than clamd's StreamMaxLength is
+// an error (ErrScan), not a clean result.
+func (c *Clamd) ScanReader(ctx context.Context, r io.Reader) (string, error) {
 	conn, done, err := c.dial(ctx)
 	if err != nil {
 		return "", err
@@ -116,29 +123,48 @@ func (c *Clamd) Scan(ctx context.Context, data []byte) (string, error) {
 		return "", fmt.Errorf("%w: %w", ErrScan, err)
 	}
 	var hdr [4]byte
-	for len(data) > 0 {
-		n := min(len(data), chunkSize)
-		binary.BigEndian.PutUint32(hdr[:], uint32(n))
-		if _, err := w.Write(hdr[:]); err != nil {
-			return "", fmt.Errorf("%w: %w", ErrScan, err)
+	buf := make([]byte, chunkSize)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			binary.BigEndian.PutUint32(hdr[:], uint32(n))
+			if _, err := w.Write(hdr[:]); err != nil {
+				return "", c.sendFailed(conn, err)
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return "", c.sendFailed(conn, err)
+			}
 		}
-		if _, err := w.Write(data[:n]); err != nil {
-			return "", fmt.Errorf("%w: %w", ErrScan, err)
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
 		}
-		data = data[n:]
+		if rerr != nil {
+			return "", fmt.Errorf("%w: reading the content: %w", ErrScan, rerr)
+		}
 	}
 	binary.BigEndian.PutUint32(hdr[:], 0)
 	if _, err := w.Write(hdr[:]); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrScan, err)
+		return "", c.sendFailed(conn, err)
 	}
 	if err := w.Flush(); err != nil {
-		return "", fmt.Errorf("%w: send to clamd: %w", ErrScan, err)
+		return "", c.sendFailed(conn, err)
 	}
 	reply, err := readReply(conn)
 	if err != nil {
 		return "", fmt.Errorf("%w: clamd reply: %w", ErrScan, err)
 	}
 	return parseScanReply(reply)
+}
+
+// sendFailed explains a failed write: clamd closes the stream when it is
+// longer than StreamMaxLength, after saying so.
+func (c *Clamd) sendFailed(conn net.Conn, err error) error {
+	if reply, rerr := readReply(conn); rerr == nil && reply != "" {
+		if _, perr := parseScanReply(reply); perr != nil {
+			return perr
+		}
+	}
+	return fmt.Errorf("%w: send to clamd: %w", ErrScan, err)
 }
 
 // maxReply bounds what is read from clamd.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/cel-go/cel"
 	"mellium.im/xmpp/jid"
 
 	"gatehouse/xmpp/router"
@@ -37,6 +38,9 @@ const (
 	StageFiles
 	StageScan
 	StageDisclaimer
+	// StageBarrier is evaluated instead of the others for traffic between
+	// local accounts (information barriers).
+	StageBarrier
 )
 
 func (s Stage) String() string {
@@ -51,6 +55,8 @@ func (s Stage) String() string {
 		return "scan"
 	case StageDisclaimer:
 		return "disclaimer"
+	case StageBarrier:
+		return "barrier"
 	}
 	return "none"
 }
@@ -66,6 +72,8 @@ const (
 	ActRedact
 	// ActNotice is the disclaimer stage's action: notices to both sides.
 	ActNotice
+	// ActHold keeps an outbound message until a reviewer releases it.
+	ActHold
 )
 
 func (a Action) String() string {
@@ -80,6 +88,8 @@ func (a Action) String() string {
 		return "redact"
 	case ActNotice:
 		return "notice"
+	case ActHold:
+		return "hold"
 	}
 	return "none"
 }
@@ -97,6 +107,7 @@ type Policy struct {
 	defaultDenyText string // defaultText naming the rule, for bounces
 
 	access, content, files []*rule
+	barriers               []*rule
 	scan                   *rule
 	disclaimer             *rule
 	disclaimerText         string
@@ -107,9 +118,11 @@ type Policy struct {
 	patNames []string
 	pats     []*regexp.Regexp
 
-	groups   []string // groups the rules name, index = bit
-	groupIdx map[string]int
+	groups    []string // groups the rules name, index = bit
+	groupIdx  map[string]int
+	celGroups map[string]bool // names taken from CEL string literals
 
+	hasHold   bool // some rule holds for review
 	needText  bool // some content rule exists
 	needFiles bool // file rules, scanning or a "file" kind selector
 	terms     int
@@ -122,6 +135,14 @@ func (p *Policy) Version() string { return p.version }
 // Groups returns the group names the policy refers to.
 func (p *Policy) Groups() []string { return slices.Clone(p.groups) }
 
+// DisclaimerRule returns the disclaimer's rule id, "" without a disclaimer.
+func (p *Policy) DisclaimerRule() string {
+	if p.disclaimer == nil {
+		return ""
+	}
+	return p.disclaimer.id
+}
+
 // Summary describes the policy in one line.
 func (p *Policy) Summary() string {
 	s := fmt.Sprintf("version %s: %d access, %d content, %d file rules; %d lexicons (%d terms), %d patterns",
@@ -132,8 +153,18 @@ func (p *Policy) Summary() string {
 	if p.disclaimer != nil {
 		s += "; disclaimer every " + p.disclaimerPeriod.String()
 	}
+	if len(p.barriers) > 0 {
+		s += fmt.Sprintf("; %d information barriers", len(p.barriers))
+	}
 	return s
 }
+
+// HasHold reports whether some rule holds messages for review.
+func (p *Policy) HasHold() bool { return p.hasHold }
+
+// HasBarriers reports whether the policy governs traffic between local
+// accounts.
+func (p *Policy) HasBarriers() bool { return len(p.barriers) > 0 }
 
 // rule is a compiled rule of any stage.
 type rule struct {
@@ -151,6 +182,7 @@ type rule struct {
 	notifyJIDs       []jid.JID
 
 	sel selector
+	cel *celRule // nil: no expression
 
 	lex             bitset
 	hasLex          bool
@@ -160,6 +192,8 @@ type rule struct {
 	block           []typePattern
 	denyUnknownSize bool
 	limits          bool // the file rule sets a limit
+
+	sideA, sideB bitset // barrier: the two groups
 }
 
 func (r *rule) notifies() bool {
@@ -199,12 +233,13 @@ var kindNames = map[string]kindMask{
 const defaultRemoteText = "refused by the recipient organization's policy"
 
 type compiler struct {
-	file string
-	idx  *lineIndex
-	opts Options
-	errs []error
-	ids  map[string]string // id -> path
-	p    *Policy
+	celEnv *cel.Env
+	file   string
+	idx    *lineIndex
+	opts   Options
+	errs   []error
+	ids    map[string]string // id -> path
+	p      *Policy
 }
 
 func (c *compiler) fail(path, format string, args ...any) {
@@ -214,7 +249,7 @@ func (c *compiler) fail(path, format string, args ...any) {
 
 func (c *compiler) compile(f *File, data []byte) *Policy {
 	sum := sha256.Sum256(data)
-	p := &Policy{groupIdx: map[string]int{}}
+	p := &Policy{groupIdx: map[string]int{}, celGroups: map[string]bool{}}
 	c.p = p
 	c.ids = map[string]string{}
 	if strings.TrimSpace(f.Version) == "" {
@@ -331,6 +366,11 @@ func (c *compiler) compile(f *File, data []byte) *Policy {
 	if f.Disclaimer.Enabled {
 		p.disclaimer = c.disclaimer(&f.Disclaimer)
 	}
+	for i := range f.Barriers {
+		if r := c.barrier(fmt.Sprintf("barriers[%d]", i), &f.Barriers[i]); r != nil {
+			p.barriers = append(p.barriers, r)
+		}
+	}
 	p.needText = len(p.content) > 0
 	p.needFiles = len(p.files) > 0 || p.scan != nil
 	for _, rs := range [][]*rule{p.access, p.content, p.files} {
@@ -370,6 +410,10 @@ func (c *compiler) rule(st Stage, path string, in *Rule) *rule {
 	r := &rule{stage: st, line: c.idx.lineOf(path), maxSize: -1}
 	r.id = c.claimID(path, in.ID, "")
 	r.sel = c.selector(path, in.Selector)
+	if r.sel.dir == Upload && st != StageFiles {
+		c.fail(path+".direction", "upload is only for file rules and scan: an upload has no outside party and no text")
+	}
+	r.cel = c.cel(path, in.CEL)
 	switch in.Action {
 	case "allow":
 		r.action = ActAllow
@@ -382,10 +426,12 @@ func (c *compiler) rule(st Stage, path string, in *Rule) *rule {
 			c.fail(path+".action", "redact is only for content rules")
 		}
 		r.action = ActRedact
+	case "hold":
+		c.hold(path, st, r)
 	case "":
-		c.fail(path+".action", "an action is required: allow, deny, flag%s", map[bool]string{true: " or redact", false: ""}[st == StageContent])
+		c.fail(path+".action", "an action is required: allow, deny, flag%s", actionsOf(st))
 	default:
-		c.fail(path+".action", "%q is not allow, deny, flag%s", in.Action, map[bool]string{true: " or redact", false: ""}[st == StageContent])
+		c.fail(path+".action", "%q is not allow, deny, flag%s", in.Action, actionsOf(st))
 	}
 	c.outcome(path, r, in.Condition, in.Message, in.RemoteMessage, in.Notify)
 
@@ -514,10 +560,71 @@ func (c *compiler) scan(in *Scan) *rule {
 	return r
 }
 
+// actionsOf lists the actions beyond allow, deny and flag of a stage.
+func actionsOf(st Stage) string {
+	switch st {
+	case StageContent:
+		return ", redact or hold"
+	case StageAccess:
+		return " or hold"
+	}
+	return ""
+}
+
+// hold compiles action hold: outbound messages only, since only those
+// can be kept before they are routed (docs/policy.md#hold-and-review).
+func (c *compiler) hold(path string, st Stage, r *rule) {
+	r.action = ActHold
+	c.p.hasHold = true
+	if st != StageAccess && st != StageContent {
+		c.fail(path+".action", "hold is only for access and content rules")
+	}
+	if r.sel.dir != Outbound {
+		c.fail(path+".direction", "a hold rule needs direction: outbound (only messages leaving the company can be held)")
+	}
+	if r.sel.kinds == 0 {
+		r.sel.kinds = kindMessage
+	} else if r.sel.kinds &= kindMessage; r.sel.kinds == 0 {
+		c.fail(path+".kinds", "a hold rule applies to messages (chat, normal, groupchat, headline)")
+	}
+}
+
+func (c *compiler) barrier(path string, in *Barrier) *rule {
+	r := &rule{stage: StageBarrier, line: c.idx.lineOf(path), maxSize: -1}
+	r.id = c.claimID(path, in.ID, "")
+	r.sel = c.selector(path, Selector{Kinds: in.Kinds, Time: in.Time})
+	switch in.Action {
+	case "", "deny":
+		r.action = ActDeny
+	case "flag":
+		r.action = ActFlag
+	default:
+		c.fail(path+".action", "%q is not deny or flag", in.Action)
+	}
+	msg := in.Message
+	if msg == "" {
+		msg = "an information barrier separates you from this person"
+	}
+	c.outcome(path, r, in.Condition, msg, "", in.Notify)
+	if len(in.Between) != 2 {
+		c.fail(path+".between", "name exactly two groups, e.g. [research, trading]")
+		return r
+	}
+	if in.Between[0] == in.Between[1] {
+		c.fail(path+".between", "the two groups are the same (%q)", in.Between[0])
+	}
+	r.sideA, _ = c.groups(path+".between", in.Between[:1])
+	r.sideB, _ = c.groups(path+".between", in.Between[1:])
+	return r
+}
+
 func (c *compiler) disclaimer(in *Disclaimer) *rule {
 	r := &rule{stage: StageDisclaimer, line: c.idx.lineOf("disclaimer"), action: ActNotice, maxSize: -1}
 	r.id = c.claimID("disclaimer", in.ID, "disclaimer")
 	r.sel = c.selector("disclaimer", in.Selector)
+	if r.sel.dir == Upload {
+		c.fail("disclaimer.direction", "upload is only for file rules and scan")
+	}
 	c.p.disclaimerText = strings.TrimSpace(in.Text)
 	if c.p.disclaimerText == "" {
 		c.p.disclaimerText = "This conversation is recorded by " + c.p.org + "."
@@ -545,8 +652,10 @@ func (c *compiler) selector(path string, s Selector) selector {
 		sel.dir = Outbound
 	case "inbound":
 		sel.dir = Inbound
+	case "upload":
+		sel.dir = Upload
 	default:
-		c.fail(path+".direction", "%q is not outbound, inbound or any", s.Direction)
+		c.fail(path+".direction", "%q is not outbound, inbound, upload or any", s.Direction)
 	}
 	for i, z := range s.Zones {
 		switch z {

@@ -11,6 +11,7 @@ type scratch struct {
 	norm    normalizer
 	x       crossing
 	groups  bitset // the local party's groups
+	peer    bitset // the recipient's groups, for Internal crossings
 	offers  []FileOffer
 	hits    bitset // lexicons found in the text
 	patDone bitset
@@ -26,6 +27,7 @@ type outcome struct {
 	defaultDeny bool
 	acted       []*rule
 	redact      bool
+	hold        bool // a hold rule acted (and nothing denied)
 	scan        bool // inline file content must be scanned
 	disclaimer  bool
 	denyOffer   int // index into offers of the offer a file rule denied, or -1
@@ -34,6 +36,7 @@ type outcome struct {
 func (s *scratch) reset() {
 	s.x = crossing{}
 	s.groups = bitset{}
+	s.peer = bitset{}
 	clear(s.offers) // drop references to the last stanza's data
 	s.offers = s.offers[:0]
 	s.hits = bitset{}
@@ -62,7 +65,7 @@ func (p *Policy) evaluate(st *stanza.Stanza, x *crossing, s *scratch) {
 	// 1. Access: the first allow or deny decides; flags accumulate.
 	decided := false
 	for _, r := range p.access {
-		if !r.sel.match(x) {
+		if !r.sel.match(x) || r.cel != nil && !r.cel.match(p, st, x, s) {
 			continue
 		}
 		o.acted = append(o.acted, r)
@@ -72,6 +75,8 @@ func (p *Policy) evaluate(st *stanza.Stanza, x *crossing, s *scratch) {
 			return
 		case ActAllow:
 			decided = true
+		case ActHold:
+			o.hold = true
 		}
 		if decided {
 			break
@@ -90,10 +95,13 @@ func (p *Policy) evaluate(st *stanza.Stanza, x *crossing, s *scratch) {
 				continue
 			}
 			if r.action == ActAllow {
+				if r.cel != nil && !r.cel.match(p, st, x, s) {
+					continue
+				}
 				o.acted = append(o.acted, r)
 				break
 			}
-			if !p.contentMatch(r, st, s) {
+			if !p.contentMatch(r, st, s) || r.cel != nil && !r.cel.match(p, st, x, s) {
 				continue
 			}
 			o.acted = append(o.acted, r)
@@ -103,33 +111,15 @@ func (p *Policy) evaluate(st *stanza.Stanza, x *crossing, s *scratch) {
 				return
 			case ActRedact:
 				o.redact = true
+			case ActHold:
+				o.hold = true
 			}
 		}
 	}
 
 	// 3. Files: every offer against every rule; an allow exempts.
-	if len(s.offers) > 0 && len(p.files) > 0 {
-	files:
-		for _, r := range p.files {
-			if !r.sel.match(x) {
-				continue
-			}
-			if r.action == ActAllow {
-				o.acted = append(o.acted, r)
-				break
-			}
-			for i := range s.offers {
-				if r.violation(&s.offers[i]) == "" {
-					continue
-				}
-				o.acted = append(o.acted, r)
-				if r.action == ActDeny {
-					o.verdict, o.deny, o.denyOffer = router.Deny, r, i
-					return
-				}
-				continue files
-			}
-		}
+	if p.evaluateFiles(st, x, s) {
+		return
 	}
 
 	// 4. Scan: inline content is scanned by the Gate (it needs I/O).
@@ -146,6 +136,60 @@ func (p *Policy) evaluate(st *stanza.Stanza, x *crossing, s *scratch) {
 	if p.disclaimer != nil && x.kinds&(kindChat|kindNormal) != 0 && p.disclaimer.sel.match(x) && st.Body() != "" {
 		o.disclaimer = true
 	}
+}
+
+// evaluateFiles runs the file rules over s.offers and reports whether one
+// denied. st is nil for an upload.
+func (p *Policy) evaluateFiles(st *stanza.Stanza, x *crossing, s *scratch) bool {
+	o := &s.out
+	if len(s.offers) == 0 || len(p.files) == 0 {
+		return false
+	}
+files:
+	for _, r := range p.files {
+		if !r.sel.match(x) || r.cel != nil && !r.cel.match(p, st, x, s) {
+			continue
+		}
+		if r.action == ActAllow {
+			o.acted = append(o.acted, r)
+			return false
+		}
+		for i := range s.offers {
+			if r.violation(&s.offers[i]) == "" {
+				continue
+			}
+			o.acted = append(o.acted, r)
+			if r.action == ActDeny {
+				o.verdict, o.deny, o.denyOffer = router.Deny, r, i
+				return true
+			}
+			continue files
+		}
+	}
+	return false
+}
+
+// evaluateBarriers runs the information barriers for traffic between two
+// local accounts: in file order, flags accumulate and the first deny wins.
+func (p *Policy) evaluateBarriers(x *crossing, s *scratch) {
+	o := &s.out
+	o.verdict = router.Allow
+	for _, r := range p.barriers {
+		if !r.sel.match(x) || !r.separates(x.groups, x.peer) {
+			continue
+		}
+		o.acted = append(o.acted, r)
+		if r.action == ActDeny {
+			o.verdict, o.deny = router.Deny, r
+			return
+		}
+	}
+}
+
+// separates reports whether barrier r stands between a sender in groups
+// a and a recipient in groups b, either way round.
+func (r *rule) separates(a, b *bitset) bool {
+	return r.sideA.intersects(a) && r.sideB.intersects(b) || r.sideB.intersects(a) && r.sideA.intersects(b)
 }
 
 // hasText reports whether st has text the content rules look at.

@@ -21,7 +21,10 @@ type Sample struct {
 	// inbound) is an account of a hosted domain; Groups are its groups.
 	LocalAccount bool
 	Groups       []string
-	Now          time.Time
+	// PeerGroups are the recipient's groups when Dir is Internal (both
+	// parties are local accounts; only information barriers apply).
+	PeerGroups []string
+	Now        time.Time
 }
 
 // Step is one rule that acted.
@@ -50,11 +53,17 @@ type Explanation struct {
 	Disclaimer bool
 	// Notify lists who would be told, per rule ("manager", JIDs).
 	Notify []string
+	// Hold names the hold rule that would keep an outbound message for
+	// review ("" when none would).
+	Hold string
 }
 
 // Explain evaluates s like the Gate does, without scanning, notices or
 // disclaimer bookkeeping.
 func (p *Policy) Explain(s Sample) Explanation {
+	if s.Dir == Internal {
+		return p.explainInternal(s)
+	}
 	st := s.Stanza
 	x := crossing{dir: s.Dir, zone: s.Zone, now: s.Now}
 	if s.Dir == Outbound {
@@ -95,6 +104,14 @@ func (p *Policy) Explain(s Sample) Explanation {
 	if o.defaultDeny {
 		e.Steps = append(e.Steps, Step{Stage: StageAccess, Rule: DefaultRule, Action: ActDeny, Detail: "default_access: deny"})
 	}
+	if o.verdict == router.Allow && o.hold && s.Dir == Outbound && st.Kind == stanza.KindMessage {
+		for _, r := range o.acted {
+			if r.action == ActHold {
+				e.Hold = r.id
+				break
+			}
+		}
+	}
 	if o.verdict == router.Allow {
 		e.Delivered = st
 		if o.redact {
@@ -114,6 +131,57 @@ func (p *Policy) Explain(s Sample) Explanation {
 	}
 	e.Decision.Rule = ruleList(acted, o.defaultDeny)
 	return e
+}
+
+// explainInternal evaluates the information barriers for a stanza between
+// two local accounts.
+func (p *Policy) explainInternal(s Sample) Explanation {
+	st := s.Stanza
+	x := crossing{dir: Internal, zone: router.ZoneLocal, now: s.Now, local: st.From, remote: st.To}
+	var groups, peer bitset
+	p.groupBits(s.Groups, &groups)
+	p.groupBits(s.PeerGroups, &peer)
+	x.groups, x.peer = &groups, &peer
+	x.kinds = classify(st)
+	sc := &scratch{}
+	sc.reset()
+	if s.LocalAccount && st.From.Localpart() != "" && st.To.Localpart() != "" {
+		p.evaluateBarriers(&x, sc)
+	} else {
+		sc.out.verdict = router.Allow
+	}
+	o := &sc.out
+	e := Explanation{Decision: p.decide(o, Internal)}
+	for _, r := range o.acted {
+		e.Steps = append(e.Steps, Step{Stage: r.stage, Rule: r.id, Action: r.action, Detail: p.detail(r, st, sc)})
+		e.Notify = append(e.Notify, notifyList(p, r)...)
+	}
+	if o.verdict == router.Allow {
+		e.Delivered = st
+	}
+	e.Decision.Rule = ruleList(o.acted, false)
+	return e
+}
+
+func (p *Policy) groupBits(names []string, b *bitset) {
+	for _, g := range names {
+		if i, ok := p.groupIdx[g]; ok {
+			b.set(i)
+		}
+	}
+}
+
+// sides names the two groups of barrier r.
+func (p *Policy) sides(r *rule) (a, b string) {
+	for i, g := range p.groups {
+		if r.sideA.has(i) {
+			a = g
+		}
+		if r.sideB.has(i) {
+			b = g
+		}
+	}
+	return a, b
 }
 
 func notifyList(p *Policy, r *rule) []string {
@@ -151,7 +219,13 @@ func (p *Policy) detail(r *rule, st *stanza.Stanza, sc *scratch) string {
 			}
 		}
 	case StageAccess:
+		if r.cel != nil {
+			return r.sel.describe() + ", " + r.cel.String()
+		}
 		return r.sel.describe()
+	case StageBarrier:
+		a, b := p.sides(r)
+		return fmt.Sprintf("barrier between groups %s and %s", a, b)
 	}
 	return ""
 }

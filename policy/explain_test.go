@@ -67,11 +67,11 @@ func TestExplainExample(t *testing.T) {
 		notify  []string
 	}{
 		{name: "plain chat", stanza: msg("hello"), verdict: router.Allow, rule: "watch-irc,recorded"},
-		{name: "intern blocked", stanza: msg("hello"), groups: []string{"interns"}, verdict: router.Deny, cond: stanza.NotAllowed,
+		{name: "intern blocked", stanza: msg("hello"), groups: []string{"interns"}, verdict: router.Deny, cond: stanza.PolicyViolation,
 			rule: "interns-internal-only", text: "Interns may not communicate with people outside Example Corp. (rule interns-internal-only)"},
 		{name: "intern inbound gets generic text", dir: policy.Inbound, groups: []string{"interns"},
 			stanza:  `<message from='partner@irc.localhost/x' to='alice@localhost' type='chat'><body>hi</body></message>`,
-			verdict: router.Deny, cond: stanza.NotAllowed, rule: "interns-internal-only", text: "refused by the recipient organization's policy"},
+			verdict: router.Deny, cond: stanza.PolicyViolation, rule: "interns-internal-only", text: "refused by the recipient organization's policy"},
 		{name: "intern subscription", groups: []string{"interns"},
 			stanza:  `<presence from='alice@localhost' to='partner@irc.localhost' type='subscribe'/>`,
 			verdict: router.Deny, rule: "interns-internal-only"},

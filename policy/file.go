@@ -103,6 +103,28 @@ type File struct {
 
 	Scan       Scan       `yaml:"scan"`
 	Disclaimer Disclaimer `yaml:"disclaimer"`
+
+	// Barriers are information barriers: rules for traffic between local
+	// accounts, which otherwise never meets the policy. None by default.
+	Barriers []Barrier `yaml:"barriers"`
+}
+
+// Barrier is an information barrier between two groups of local accounts
+// (e.g. research and trading): a stanza from a member of one to a member
+// of the other, in either direction, is denied (or flagged).
+type Barrier struct {
+	ID          string `yaml:"id"`
+	Description string `yaml:"description"`
+	// Between names exactly two groups.
+	Between []string `yaml:"between"`
+	// Kinds and Time narrow the barrier as they do for other rules.
+	Kinds []string    `yaml:"kinds"`
+	Time  *TimeWindow `yaml:"time"`
+	// Action is deny (default) or flag.
+	Action    string   `yaml:"action"`
+	Condition string   `yaml:"condition"`
+	Message   string   `yaml:"message"`
+	Notify    []string `yaml:"notify"`
 }
 
 // Selector chooses the crossings a rule applies to. Every field that is
@@ -159,6 +181,10 @@ type Rule struct {
 	Types       []string `yaml:"types"`        // allowed: "image/*", "application/pdf", ".pdf"
 	BlockTypes  []string `yaml:"block_types"`  // refused
 	UnknownSize string   `yaml:"unknown_size"` // allow (default) or deny an offer whose size is unknown
+
+	// CEL is an optional CEL expression over the documented variables
+	// (docs/policy.md#cel): the rule matches only where it is true too.
+	CEL string `yaml:"cel"`
 
 	// Action is allow, deny, flag or (content rules) redact.
 	Action string `yaml:"action"`
@@ -375,7 +401,7 @@ func (x *lineIndex) at(line int) (path, rule string) {
 
 // ruleOf returns the id of the rule that path is inside ("content[1]...").
 func (x *lineIndex) ruleOf(path string) string {
-	for _, stage := range []string{"access[", "content[", "files["} {
+	for _, stage := range []string{"access[", "content[", "files[", "barriers["} {
 		if strings.HasPrefix(path, stage) {
 			end := strings.IndexByte(path, ']')
 			if end > 0 {

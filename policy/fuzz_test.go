@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/xml"
 	"errors"
 	"strings"
 	"testing"
@@ -19,6 +20,9 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: v1\n"))
 	f.Add([]byte("version: v1\nlexicons:\n  px: {terms: [Project X]}\ncontent:\n  - {id: c, lexicons: [px], action: deny}\n"))
+	f.Add([]byte("version: v1\nlexicons:\n  px: {terms: [Project X]}\ncontent:\n  - {id: h, direction: outbound, lexicons: [px], action: hold}\n"))
+	f.Add([]byte("version: v1\nbarriers:\n  - {id: b, between: [research, trading]}\n"))
+	f.Add([]byte("version: v1\naccess:\n  - {id: a, cel: \"'sales' in groups && size(body) > 4\", action: deny}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data, "fuzz.yaml", Options{Hosts: []string{"localhost"}, Scanner: true})
 		if err != nil {
@@ -96,6 +100,56 @@ func FuzzLexicon(f *testing.F) {
 		masked := maskSpans(text, p.spans(text, &all, nil, &scratch{}))
 		if utf8.RuneCountInString(masked) != utf8.RuneCountInString(text) {
 			t.Fatalf("masking changed the length: %q -> %q", text, masked)
+		}
+	})
+}
+
+// FuzzOffers: file offers are read from outside stanzas (OOB, SFS, BoB,
+// IBB, Jingle, SI, data: URIs). Any stanza the XML layer accepts yields
+// offers without panicking, with sizes that are -1 or non-negative, and
+// the whole Gate path decides it. Seeds: testdata/fuzz/FuzzOffers.
+func FuzzOffers(f *testing.F) {
+	for _, s := range []string{
+		`<message to='b@remote.example' type='chat'><body>x</body><x xmlns='jabber:x:oob'><url>https://h/a/f.exe</url></x></message>`,
+		`<message to='b@remote.example'><body>data:text/plain;base64,aGVsbG8=</body></message>`,
+		`<iq to='b@remote.example/r' type='set' id='1'><data xmlns='http://jabber.org/protocol/ibb' sid='s' seq='0'>aGVsbG8=</data></iq>`,
+		`<iq to='b@remote.example/r' type='set' id='2'><jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='s'><content creator='initiator' name='f'><description xmlns='urn:xmpp:jingle:apps:file-transfer:5'><file><name>a.pdf</name><size>12</size><media-type>application/pdf</media-type></file></description></content></jingle></iq>`,
+		`<iq to='b@remote.example/r' type='set' id='3'><si xmlns='http://jabber.org/protocol/si' id='s' profile='http://jabber.org/protocol/si/profile/file-transfer'><file xmlns='http://jabber.org/protocol/si/profile/file-transfer' name='a.exe' size='-5'/></si></iq>`,
+		`<message to='b@remote.example'><file-sharing xmlns='urn:xmpp:sfs:0'><file xmlns='urn:xmpp:file:metadata:0'><name>x.bin</name><size>99999999999999999999</size></file><sources><url-data xmlns='http://jabber.org/protocol/url-data' target='data:,abc'/></sources></file-sharing></message>`,
+		`<message to='b@remote.example'><data xmlns='urn:xmpp:bob' cid='sha1+x@bob.xmpp.org' type='image/png'>!!notbase64</data></message>`,
+	} {
+		f.Add(s)
+	}
+	p, err := Parse([]byte("version: v1\nfiles:\n  - {id: big, max_size: 10, action: deny}\n  - {id: t, types: [.pdf, image/*], action: flag}\n"),
+		"fuzz.yaml", Options{Hosts: []string{"localhost"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		d := xml.NewDecoder(strings.NewReader(doc))
+		tok, err := d.Token()
+		for err == nil {
+			if _, ok := tok.(xml.StartElement); ok {
+				break
+			}
+			tok, err = d.Token()
+		}
+		if err != nil {
+			return
+		}
+		st, err := stanza.Parse(d, tok.(xml.StartElement))
+		if err != nil {
+			return
+		}
+		st.From = jid.MustParse("alice@localhost/d")
+		for _, o := range appendOffers(nil, st) {
+			if o.Size < -1 {
+				t.Fatalf("offer %+v has size %d", o, o.Size)
+			}
+		}
+		e := p.Explain(Sample{Dir: Outbound, Zone: router.ZoneRemote, Stanza: st, LocalAccount: true, Now: time.Unix(1_800_000_000, 0)})
+		if e.Decision.PolicyVersion != p.Version() {
+			t.Fatalf("decision %+v", e.Decision)
 		}
 	})
 }

@@ -50,8 +50,16 @@ type GateOptions struct {
 	MaxTransfers int
 	// MaxDisclaimerPairs bounds the pairs whose last notice is remembered.
 	MaxDisclaimerPairs int
-	Now                func() time.Time
-	Log                logrus.FieldLogger
+	// MaxUploads bounds the uploads whose size and type are remembered
+	// for their links; default 100,000.
+	MaxUploads int
+	// Attribute names the local account behind an address that is not an
+	// account but speaks for one (a group-chat nick: room@conference/Nick),
+	// so that user and group rules apply to what a user says outside
+	// through a room. nil: such addresses match no user or group rule.
+	Attribute func(jid.JID) (jid.JID, bool)
+	Now       func() time.Time
+	Log       logrus.FieldLogger
 }
 
 // Gate is the boundary: it implements router.Boundary with the current
@@ -65,8 +73,9 @@ type Gate struct {
 	refreshMu sync.Mutex
 	reloadMu  sync.Mutex
 
-	disc *disclaimers
-	ibb  *ibbTracker
+	disc    *disclaimers
+	ibb     *ibbTracker
+	uploads *uploadIndex
 }
 
 // state is a policy with the group memberships it refers to.
@@ -106,6 +115,9 @@ func NewGate(ctx context.Context, p *Policy, opts GateOptions) (*Gate, error) {
 	if opts.MaxDisclaimerPairs <= 0 {
 		opts.MaxDisclaimerPairs = 100_000
 	}
+	if opts.MaxUploads <= 0 {
+		opts.MaxUploads = 100_000
+	}
 	g := &Gate{opts: opts, hosts: map[string]bool{}}
 	for _, h := range opts.Hosts {
 		g.hosts[h] = true
@@ -113,6 +125,7 @@ func NewGate(ctx context.Context, p *Policy, opts GateOptions) (*Gate, error) {
 	g.pool.New = func() any { return &scratch{} }
 	g.disc = newDisclaimers(opts.MaxDisclaimerPairs)
 	g.ibb = newIBBTracker(opts.MaxTransfers, opts.ScanMaxBytes)
+	g.uploads = newUploadIndex(opts.MaxUploads)
 	if p == nil {
 		p = Empty()
 	}
@@ -187,7 +200,8 @@ func MissingGroups(ctx context.Context, p *Policy, dir Directory) ([]string, err
 	}
 	var out []string
 	for _, g := range p.groups {
-		if !slices.Contains(exist, g) {
+		// Strings in CEL expressions may or may not be group names.
+		if !slices.Contains(exist, g) && !p.celGroups[g] {
 			out = append(out, g)
 		}
 	}
@@ -216,33 +230,20 @@ func (g *Gate) members(ctx context.Context, s *state, now time.Time) *membership
 // Cross implements router.Boundary.
 func (g *Gate) Cross(ctx context.Context, env *router.Envelope) (router.Decision, error) {
 	s := g.cur.Load()
+	if env.Src.Zone == router.ZoneLocal && env.Dst.Zone == router.ZoneLocal {
+		return g.crossInternal(ctx, s, env), nil
+	}
 	p := s.p
 	st := env.Stanza
-	now := g.opts.Now()
 	sc := g.pool.Get().(*scratch)
 	defer g.pool.Put(sc)
 	sc.reset()
-	// The crossing lives in the pooled scratch so that it does not
-	// escape to the heap.
-	x := &sc.x
-	x.now = now
-	if env.Src.Zone == router.ZoneLocal {
-		x.dir, x.zone, x.local, x.remote = Outbound, env.Dst.Zone, st.From, st.To
-	} else {
-		x.dir, x.zone, x.local, x.remote = Inbound, env.Src.Zone, st.To, st.From
-	}
-	account := g.hosts[x.local.Domainpart()] && x.local.Localpart() != ""
-	if account {
-		sc.groups = g.members(ctx, s, now).users[x.local.Localpart()]
-	} else {
-		// Not an account (the server itself, a MUC room): no user or
-		// group selector can match it.
-		x.local = jid.JID{}
-	}
-	x.groups = &sc.groups
+	x := g.crossing(ctx, s, env, sc)
+	now := x.now
 
 	p.prepare(st, x, sc)
 	if len(sc.offers) > 0 {
+		g.uploads.fill(sc.offers)
 		g.ibb.update(st, sc.offers, now, p.scan != nil)
 	}
 	p.evaluate(st, x, sc)
@@ -276,6 +277,7 @@ func (g *Gate) Cross(ctx context.Context, env *router.Envelope) (router.Decision
 	if dec.Verdict == router.Deny && len(sc.offers) > 0 {
 		g.ibb.drop(st, sc.offers)
 	}
+
 	if dec.Verdict == router.Allow && o.redact {
 		if red, ok := p.redact(st, o.acted, sc); ok {
 			env.Stanza = red
@@ -286,12 +288,136 @@ func (g *Gate) Cross(ctx context.Context, env *router.Envelope) (router.Decision
 		g.sendDisclaimers(ctx, p, x, st)
 	}
 	dec.Rule = ruleList(o.acted, o.defaultDeny)
+	if dec.Verdict == router.Deny && x.dir == Outbound && st.Kind == stanza.KindPresence && st.Type == "subscribe" {
+		g.subscriptionRefused(ctx, p, x, dec)
+	}
 	for _, r := range o.acted {
-		if r.notifies() {
-			g.notify(ctx, p, r, x, st, sc, virus)
+		// Hold rules notified when the message was held.
+		if r.notifies() && r.action != ActHold {
+			g.notify(ctx, p, r, x, st, sc, virus, "")
 		}
 	}
 	return dec, nil
+}
+
+// crossing fills sc's crossing for env, a border crossing. It lives in
+// the pooled scratch so that it does not escape to the heap.
+func (g *Gate) crossing(ctx context.Context, s *state, env *router.Envelope, sc *scratch) *crossing {
+	st := env.Stanza
+	x := &sc.x
+	x.now = g.opts.Now()
+	if env.Src.Zone == router.ZoneLocal {
+		x.dir, x.zone, x.local, x.remote = Outbound, env.Dst.Zone, st.From, st.To
+	} else {
+		x.dir, x.zone, x.local, x.remote = Inbound, env.Src.Zone, st.To, st.From
+	}
+	if !g.account(x.local) && g.opts.Attribute != nil {
+		if real, ok := g.opts.Attribute(x.local); ok && g.account(real) {
+			x.local = real.Bare()
+		}
+	}
+	if g.account(x.local) {
+		sc.groups = g.members(ctx, s, x.now).users[x.local.Localpart()]
+	} else {
+		// Not an account (the server itself, a MUC room): no user or
+		// group selector can match it.
+		x.local = jid.JID{}
+	}
+	x.groups = &sc.groups
+	return x
+}
+
+// Hold says that an outbound message must wait for a reviewer.
+type Hold struct {
+	Rule          string // the first hold rule that acted
+	Rules         string // every rule that acted, as in a decision
+	PolicyVersion string
+}
+
+// CheckHold reports whether an outbound message from a local session must
+// be held for review: a hold rule acts and no rule denies it. It has no
+// side effects: the server keeps the message, and when a reviewer
+// releases it, it crosses through Cross, where hold rules act as flags.
+// env.Dst must name the destination's zone.
+func (g *Gate) CheckHold(ctx context.Context, env *router.Envelope) (Hold, bool) {
+	s := g.cur.Load()
+	p := s.p
+	if !p.hasHold || env.Src.Zone != router.ZoneLocal || env.Dst.Zone == router.ZoneLocal || env.Dst.Zone == router.ZoneNone ||
+		env.Stanza.Kind != stanza.KindMessage {
+		return Hold{}, false
+	}
+	sc := g.pool.Get().(*scratch)
+	defer g.pool.Put(sc)
+	sc.reset()
+	x := g.crossing(ctx, s, env, sc)
+	p.prepare(env.Stanza, x, sc)
+	p.evaluate(env.Stanza, x, sc)
+	o := &sc.out
+	if o.verdict != router.Allow || !o.hold {
+		return Hold{}, false
+	}
+	h := Hold{Rules: ruleList(o.acted, false), PolicyVersion: p.version}
+	for _, r := range o.acted {
+		if r.action == ActHold {
+			h.Rule = r.id
+			break
+		}
+	}
+	return h, true
+}
+
+// NotifyHold sends the notices of the hold rules that hold env's message,
+// with note (how to review it) appended.
+func (g *Gate) NotifyHold(ctx context.Context, env *router.Envelope, note string) {
+	s := g.cur.Load()
+	p := s.p
+	sc := g.pool.Get().(*scratch)
+	defer g.pool.Put(sc)
+	sc.reset()
+	x := g.crossing(ctx, s, env, sc)
+	p.prepare(env.Stanza, x, sc)
+	p.evaluate(env.Stanza, x, sc)
+	for _, r := range sc.out.acted {
+		if r.action == ActHold && r.notifies() {
+			g.notify(ctx, p, r, x, env.Stanza, sc, "", note)
+		}
+	}
+}
+
+// crossInternal decides a stanza between two local parties: only the
+// information barriers apply, and only when both are accounts.
+func (g *Gate) crossInternal(ctx context.Context, s *state, env *router.Envelope) router.Decision {
+	p := s.p
+	allow := router.Decision{Verdict: router.Allow, Rule: DefaultRule, PolicyVersion: p.version}
+	st := env.Stanza
+	if len(p.barriers) == 0 || !g.account(st.From) || !g.account(st.To) {
+		return allow
+	}
+	now := g.opts.Now()
+	sc := g.pool.Get().(*scratch)
+	defer g.pool.Put(sc)
+	sc.reset()
+	x := &sc.x
+	x.now, x.dir, x.zone, x.local, x.remote = now, Internal, router.ZoneLocal, st.From, st.To
+	m := g.members(ctx, s, now)
+	sc.groups, sc.peer = m.users[st.From.Localpart()], m.users[st.To.Localpart()]
+	x.groups, x.peer = &sc.groups, &sc.peer
+	x.kinds = classify(st)
+	p.evaluateBarriers(x, sc)
+	o := &sc.out
+	dec := p.decide(o, Internal)
+	dec.Rule = ruleList(o.acted, false)
+	for _, r := range o.acted {
+		if r.notifies() {
+			g.notify(ctx, p, r, x, st, sc, "", "")
+		}
+	}
+	return dec
+}
+
+// account reports whether j is an account of a hosted domain.
+func (g *Gate) account(j jid.JID) bool {
+	return j.Localpart() != "" && g.hosts[j.Domainpart()]
 }
 
 // decide turns an outcome into the router's decision (without the rule
@@ -385,6 +511,28 @@ func (g *Gate) sendDisclaimers(ctx context.Context, p *Policy, x *crossing, st *
 	}
 }
 
+// subscriptionRefused tells a local user that their presence subscription
+// to an outside contact was refused. The router's bounce is a presence
+// error, which clients do not show (and which goes to the bare JID), so
+// without this the request would seem to hang.
+func (g *Gate) subscriptionRefused(ctx context.Context, p *Policy, x *crossing, dec router.Decision) {
+	if x.local.Localpart() == "" {
+		return
+	}
+	server := x.local.Domain()
+	n := &stanza.Stanza{Kind: stanza.KindMessage, Type: "normal", From: server, To: x.local.Bare()}
+	r := &rule{id: dec.Rule, action: ActDeny}
+	if i := strings.LastIndexByte(dec.Rule, ','); i >= 0 {
+		r.id = dec.Rule[i+1:]
+	}
+	n.Append(stanza.NewElement("", "body").AppendText(fmt.Sprintf("Your request to see the presence of %s was refused: %s", x.remote.Bare(), dec.Text)),
+		noticeElement(p, r, "deny"))
+	env := &router.Envelope{Stanza: n, Src: router.Endpoint{Zone: router.ZoneLocal, Domain: server.Domainpart()}, Flags: router.BoundaryDone}
+	if err := g.opts.Forwarder.Forward(ctx, env); err != nil {
+		g.opts.Log.WithError(err).WithField("to", n.To.String()).Warn("policy: subscription refusal notice not delivered")
+	}
+}
+
 // noticeElement marks a notice for clients and tools:
 // <policy xmlns='urn:gatehouse:policy:0' rule=” action=” version=”/>.
 func noticeElement(p *Policy, r *rule, action string) *stanza.Element {
@@ -393,7 +541,7 @@ func noticeElement(p *Policy, r *rule, action string) *stanza.Element {
 
 // notify sends rule r's notice to the manager, the compliance officers and
 // the JIDs the rule lists, as messages from the server.
-func (g *Gate) notify(ctx context.Context, p *Policy, r *rule, x *crossing, st *stanza.Stanza, sc *scratch, virus string) {
+func (g *Gate) notify(ctx context.Context, p *Policy, r *rule, x *crossing, st *stanza.Stanza, sc *scratch, virus, note string) {
 	var to []jid.JID
 	user := x.local.Localpart()
 	domain := x.local.Domainpart()
@@ -422,6 +570,9 @@ func (g *Gate) notify(ctx context.Context, p *Policy, r *rule, x *crossing, st *
 		return
 	}
 	body := p.noticeText(r, x, st, sc, virus)
+	if note != "" {
+		body += "\n" + note
+	}
 	server, err := jid.New("", domain, "")
 	if err != nil {
 		return
@@ -449,6 +600,14 @@ const maxExcerpt = 280
 // noticeText says what happened, with enough context to act on it.
 func (p *Policy) noticeText(r *rule, x *crossing, st *stanza.Stanza, sc *scratch, virus string) string {
 	var b strings.Builder
+	if st == nil {
+		// An upload to the built-in service: no stanza, no outside party.
+		fmt.Fprintf(&b, "Rule %s (%s, %s) acted on an upload by %s at %s.",
+			r.id, r.stage, r.action, x.local.String(), x.now.UTC().Format(time.RFC3339))
+		p.noticeFiles(&b, r, sc, virus)
+		fmt.Fprintf(&b, "\nPolicy %s.", p.version)
+		return b.String()
+	}
 	what := "stanza"
 	switch st.Kind {
 	case stanza.KindMessage:
@@ -472,19 +631,27 @@ func (p *Policy) noticeText(r *rule, x *crossing, st *stanza.Stanza, sc *scratch
 			fmt.Fprintf(&b, "\nText: %q", body)
 		}
 	case StageFiles, StageScan:
-		for i := range sc.offers {
-			o := &sc.offers[i]
-			fmt.Fprintf(&b, "\nFile: %s via %s, %s", describeType(o), o.Mechanism, sizeText(o.Size))
-			if why := r.violation(o); r.stage == StageFiles && why != "" {
-				fmt.Fprintf(&b, " (%s)", why)
-			}
-		}
-		if virus != "" {
-			fmt.Fprintf(&b, "\nMalware: %s.", virus)
-		}
+		p.noticeFiles(&b, r, sc, virus)
+	case StageBarrier:
+		a, g := p.sides(r)
+		fmt.Fprintf(&b, "\nInformation barrier between groups %s and %s.", a, g)
 	}
 	fmt.Fprintf(&b, "\nPolicy %s.", p.version)
 	return b.String()
+}
+
+// noticeFiles describes the files of a file or scan notice.
+func (p *Policy) noticeFiles(b *strings.Builder, r *rule, sc *scratch, virus string) {
+	for i := range sc.offers {
+		o := &sc.offers[i]
+		fmt.Fprintf(b, "\nFile: %s via %s, %s", describeType(o), o.Mechanism, sizeText(o.Size))
+		if why := r.violation(o); r.stage == StageFiles && why != "" {
+			fmt.Fprintf(b, " (%s)", why)
+		}
+	}
+	if virus != "" {
+		fmt.Fprintf(b, "\nMalware: %s.", virus)
+	}
 }
 
 func sizeText(n int64) string {

@@ -188,7 +188,7 @@ func TestGateDecisionsAndNotices(t *testing.T) {
 
 	// The intern is blocked; the outside party learns no rule name.
 	d, _ = f.cross(t, `<message from='intern@localhost/d' to='partner@irc.localhost' type='chat'><body>hi</body></message>`)
-	if d.Verdict != router.Deny || d.Rule != "interns-internal-only" || d.Condition != stanza.NotAllowed {
+	if d.Verdict != router.Deny || d.Rule != "interns-internal-only" || d.Condition != stanza.PolicyViolation {
 		t.Fatalf("intern out: %+v", d)
 	}
 	d, _ = f.cross(t, `<message from='partner@irc.localhost/x' to='intern@localhost' type='chat'><body>hi</body></message>`)

@@ -17,6 +17,12 @@ type Direction uint8
 const (
 	Outbound Direction = iota + 1 // local to outside
 	Inbound                       // outside to local
+	// Internal is traffic between two local accounts, which only the
+	// information barriers govern.
+	Internal
+	// Upload is a file a local account stores on the built-in upload
+	// service (XEP-0363), which only file rules and scanning govern.
+	Upload
 )
 
 func (d Direction) String() string {
@@ -25,6 +31,10 @@ func (d Direction) String() string {
 		return "outbound"
 	case Inbound:
 		return "inbound"
+	case Internal:
+		return "internal"
+	case Upload:
+		return "upload"
 	}
 	return "any"
 }
@@ -52,8 +62,11 @@ type crossing struct {
 	local  jid.JID     // the local party
 	remote jid.JID     // the outside party
 	groups *bitset     // the local party's groups (policy indices)
-	kinds  kindMask
-	now    time.Time
+	// peer is the recipient's groups when both parties are local
+	// accounts (Internal); nil otherwise.
+	peer  *bitset
+	kinds kindMask
+	now   time.Time
 }
 
 func (s *selector) match(x *crossing) bool {

@@ -19,7 +19,7 @@ func TestExampleCompiles(t *testing.T) {
 	if !strings.HasPrefix(p.Version(), "2026-11-23.1@") || len(p.Version()) != len("2026-11-23.1@")+12 {
 		t.Fatalf("version %q", p.Version())
 	}
-	for _, want := range []string{"3 access", "4 content", "2 file rules", "2 lexicons (4 terms)", "1 patterns", "virus scanning on", "disclaimer every 24h0m0s"} {
+	for _, want := range []string{"3 access", "5 content", "2 file rules", "3 lexicons (7 terms)", "1 patterns", "virus scanning on", "disclaimer every 24h0m0s"} {
 		if !strings.Contains(p.Summary(), want) {
 			t.Errorf("summary %q lacks %q", p.Summary(), want)
 		}

@@ -2,6 +2,7 @@ package s2s_test
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -178,12 +179,82 @@ func TestBounceWhenPeerDown(t *testing.T) {
 
 	start := time.Now()
 	alice.Send(`<message to='bob@b.localhost' id='m1'><body>anyone there?</body></message>`)
+	// While it waits, status shows the link retrying, its queue and why.
+	waitFor(t, "a retrying link with the queued stanza", func() bool {
+		for _, l := range a.S2S().Links() {
+			if l.Remote == domB && l.State == s2s.StateRetrying && l.Queue == 1 && strings.Contains(l.LastError, "connection refused") {
+				return true
+			}
+		}
+		return false
+	})
 	m := alice.Expect(isError(stanza.RemoteServerNotFound, "anyone there?"))
 	if m.ID != "m1" || m.From.String() != "bob@b.localhost" {
 		t.Fatalf("bounce %s", m)
 	}
 	if d := time.Since(start); d > 8*time.Second {
 		t.Fatalf("bounced after %v, want about queue_timeout (2s)", d)
+	}
+	if l := a.S2S().Links(); len(l) != 0 {
+		t.Fatalf("links after the bounce: %+v", l)
+	}
+}
+
+// A peer that accepts the connection and then says nothing: the attempt
+// runs out of s2s.connect_timeout and the stanza bounces with
+// remote-server-timeout (reached, but no stream in time).
+func TestBounceWhenPeerHangs(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		for c := range accepted {
+			_ = c.Close()
+		}
+	})
+	a := xmpptest.RunServer(t, s2stest.Federated(domA), func(c *config.Config) {
+		c.S2S.ConnectTimeout = config.Duration(time.Second)
+		c.S2S.QueueTimeout = config.Duration(2 * time.Second)
+		c.S2S.Routes = map[string]string{domB: ln.Addr().String()}
+	})
+	a.AddUser(t, "alice", pw)
+	alice := online(t, a, "alice")
+	alice.Send(`<message to='bob@b.localhost' id='h1'><body>hello?</body></message>`)
+	m := alice.Expect(isError(stanza.RemoteServerTimeout, "hello?"))
+	if m.ID != "h1" || m.From.String() != "bob@b.localhost" {
+		t.Fatalf("bounce %s", m)
+	}
+}
+
+// An idle link is closed after s2s.idle_timeout and opened again when a
+// stanza needs it.
+func TestIdleLinkClosesAndReopens(t *testing.T) {
+	t.Parallel()
+	idle := func(c *config.Config) { c.S2S.IdleTimeout = config.Duration(time.Second) }
+	a, b := pair(t, []xmpptest.Option{idle}, []xmpptest.Option{idle})
+	alice, bob := online(t, a, "alice"), online(t, b, "bob")
+	alice.Send(`<message to='bob@b.localhost' id='i1'><body>first</body></message>`)
+	bob.Expect(xmpptest.IsMessage("first"))
+	first := linkOf(t, a, "out", domB).Conn
+	waitFor(t, "the idle link to close", func() bool { return !a.S2S().Connected(domA, domB) })
+	alice.Send(`<message to='bob@b.localhost' id='i2'><body>after a pause</body></message>`)
+	bob.Expect(xmpptest.IsMessage("after a pause"))
+	if again := linkOf(t, a, "out", domB); again.Conn == first {
+		t.Fatalf("the same connection %d carried on", first)
 	}
 }
 

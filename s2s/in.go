@@ -378,6 +378,15 @@ func (st *inStream) offerRoute(domain string) {
 	}
 }
 
+// peerAddr is the peer's address as status shows it: "tls://" marks a
+// direct TLS connection, as for outbound targets.
+func (st *inStream) peerAddr() string {
+	if st.direct {
+		return "tls://" + st.peer
+	}
+	return st.peer
+}
+
 func (st *inStream) isAuthed(domain string) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -386,7 +395,7 @@ func (st *inStream) isAuthed(domain string) bool {
 
 func (st *inStream) info(domain, method string, since time.Time) LinkInfo {
 	return LinkInfo{Local: st.local, Remote: domain, Direction: "in", Method: method, TLSVersion: st.tlsVer,
-		Bidi: st.bidi, Conn: st.c.ID, Peer: st.peer, Since: since, State: "up"}
+		Bidi: st.bidi, Conn: st.c.ID, Peer: st.peerAddr(), Since: since, State: StateUp}
 }
 
 func (st *inStream) infos() []LinkInfo {
@@ -395,7 +404,7 @@ func (st *inStream) infos() []LinkInfo {
 	out := make([]LinkInfo, 0, len(st.authed))
 	for d, a := range st.authed {
 		out = append(out, LinkInfo{Local: st.local, Remote: d, Direction: "in", Method: a.method, TLSVersion: st.tlsVer,
-			Bidi: st.bidi, Conn: st.c.ID, Peer: st.peer, Since: a.since, State: "up"})
+			Bidi: st.bidi, Conn: st.c.ID, Peer: st.peerAddr(), Since: a.since, State: StateUp})
 	}
 	return out
 }

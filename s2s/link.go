@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
-
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -39,6 +38,8 @@ type link struct {
 	wake    chan struct{} // shutdown or a bidi route: stop waiting
 	dead    bool          // shut down: queue nothing more
 	refused string        // policy closed the link: bounce with this
+	lastErr string        // why the last attempt failed (status)
+	retryAt time.Time     // when the next attempt is due (status)
 }
 
 func newLink(s *Service, p pair) *link {
@@ -123,6 +124,9 @@ func (l *link) run() {
 		if err != nil {
 			cond, text := failureCondition(l.remote, err)
 			l.log.WithError(err).Info("s2s link failed")
+			l.mu.Lock()
+			l.lastErr, l.retryAt = errText(err), time.Now().Add(backoff)
+			l.mu.Unlock()
 			if permanent(err) {
 				l.bounceAll(cond, text)
 				continue
@@ -136,6 +140,9 @@ func (l *link) run() {
 			continue
 		}
 		backoff = l.svc.cfg.BackoffMin
+		l.mu.Lock()
+		l.lastErr, l.retryAt = "", time.Time{}
+		l.mu.Unlock()
 		reason := out.serve(l.svc.ctx)
 		l.down(out, reason)
 	}
@@ -147,6 +154,7 @@ func (l *link) stopIfEmpty() bool {
 	defer l.mu.Unlock()
 	if len(l.pending) == 0 || l.via != nil || l.dead {
 		l.running = false
+		l.lastErr, l.retryAt = "", time.Time{} // a later run starts afresh
 		return true
 	}
 	return false
@@ -265,6 +273,26 @@ func (l *link) info() (LinkInfo, bool) {
 	return i, true
 }
 
+// status describes the link for Links: up, or waiting for a connection
+// with stanzas queued; false when there is nothing to show.
+func (l *link) status() (LinkInfo, bool) {
+	if i, ok := l.info(); ok {
+		return i, true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) == 0 || l.via != nil {
+		return LinkInfo{}, false
+	}
+	i := LinkInfo{Local: l.local, Remote: l.remote, Direction: "out", Queue: len(l.pending), Since: l.pending[0].at,
+		State: StateConnecting}
+	i.LastError = l.lastErr
+	if l.lastErr != "" && time.Now().Before(l.retryAt) {
+		i.State, i.Retry = StateRetrying, l.retryAt
+	}
+	return i, true
+}
+
 // idle reports an unused link (for dropLink).
 func (l *link) idle() bool {
 	l.mu.Lock()
@@ -364,12 +392,14 @@ var errPermanent = errors.New("s2s: permanent failure")
 
 func permanent(err error) bool { return errors.Is(err, errPermanent) }
 
-// failureCondition picks the bounce condition of a failed link as Prosody
-// does: a peer we never reached is remote-server-not-found (cancel); one
-// whose stream opened but failed is remote-server-timeout (wait).
+// failureCondition picks the bounce condition of a failed link (RFC 6120
+// §8.3.3.16-17): a peer that could not be resolved or refused the
+// connection is remote-server-not-found (cancel); one that was reached but
+// whose stream did not come up (it failed, or did not answer within
+// s2s.connect_timeout) is remote-server-timeout (wait).
 func failureCondition(remote string, err error) (stanza.Condition, string) {
 	var de *dialError
-	if errors.As(err, &de) && de.hadStream {
+	if errors.As(err, &de) && (de.hadStream || errors.Is(err, errTimedOut)) {
 		return stanza.RemoteServerTimeout, "the connection to " + remote + " failed: " + de.Error()
 	}
 	return stanza.RemoteServerNotFound, "the server of " + remote + " could not be reached: " + errText(err)

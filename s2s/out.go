@@ -18,6 +18,9 @@ import (
 	"gatehouse/xmpp/stanza"
 )
 
+// errTimedOut marks an attempt that ran out of time (s2s.connect_timeout).
+var errTimedOut = errors.New("timed out")
+
 // dialError is a failed outbound attempt; hadStream says the peer opened
 // a stream (it was reached), which picks the bounce condition.
 type dialError struct {
@@ -46,7 +49,7 @@ type outStream struct {
 
 func (o *outStream) info() LinkInfo {
 	return LinkInfo{Local: o.local, Remote: o.remote, Direction: "out", Method: o.method, TLSVersion: o.tlsVersion,
-		Bidi: o.bidi, Conn: o.c.ID, Peer: o.target.String(), Since: o.since, State: "up"}
+		Bidi: o.bidi, Conn: o.c.ID, Peer: o.target.String(), Since: o.since, State: StateUp}
 }
 
 // verifyReq asks dial for a dialback verification instead of an
@@ -105,6 +108,9 @@ func (s *Service) dialTarget(ctx context.Context, local, remote string, t Target
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", t.Addr())
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", errTimedOut, err)
+		}
 		return nil, &dialError{err: fmt.Errorf("s2s: connect %s: %w", t, err)}
 	}
 	deadline, ok := ctx.Deadline()
@@ -129,8 +135,10 @@ func (s *Service) dialTarget(ctx context.Context, local, remote string, t Target
 		} else {
 			_ = nc.Close()
 		}
-		if ctx.Err() != nil && !permanent(err) {
-			err = fmt.Errorf("s2s: %s: timed out: %w", t, err)
+		// Out of time: the context ended, or the read deadline (the
+		// same instant) struck first.
+		if (ctx.Err() != nil || !time.Now().Before(deadline)) && !permanent(err) {
+			err = fmt.Errorf("s2s: %s: %w: %w", t, errTimedOut, err)
 		}
 		return nil, &dialError{hadStream: n.hadStream, err: err}
 	}

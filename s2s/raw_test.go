@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,6 +196,11 @@ func TestInboundStanzaChecks(t *testing.T) {
 		{"malformed from", `<message from='@evil.localhost' to='bob@b.localhost'><body>x</body></message>`, "improper-addressing"},
 		{"relay", `<message from='m@evil.localhost' to='x@c.example'><body>x</body></message>`, "host-unknown"},
 		{"unknown element", `<foo xmlns='urn:example'/>`, "unsupported-stanza-type"},
+		// The limits of c2s hold on s2s too (limits.max_stanza_bytes 256 KiB,
+		// max_depth 32 by default).
+		{"oversized stanza", `<message from='m@evil.localhost' to='bob@b.localhost'><body>` + strings.Repeat("x", 300<<10) + `</body></message>`, "policy-violation"},
+		{"nested too deeply", `<message from='m@evil.localhost' to='bob@b.localhost'>` + strings.Repeat("<x>", 40) + strings.Repeat("</x>", 40) + `</message>`, "policy-violation"},
+		{"not well-formed", `<message from='m@evil.localhost' to='bob@b.localhost'><body>x</bogus></message>`, "not-well-formed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,7 +294,7 @@ func TestInboundNegotiation(t *testing.T) {
 		p.startTLS("a.localhost", domB, nil)
 		good := s2s.DialbackKey([]byte("a shared cluster secret"), "a.localhost", domB, "stream-1")
 		bad := []byte(good)
-		bad[0] ^= 1 // still a hex digit, now a different key
+		bad[0] = map[bool]byte{true: '1', false: '0'}[bad[0] == '0'] // another hex digit: a different key of the same form
 		for _, tc := range []struct{ key, want string }{{good, "valid"}, {string(bad), "invalid"}} {
 			p.send(fmt.Sprintf(`<db:verify from='a.localhost' to='b.localhost' id='stream-1'>%s</db:verify>`, tc.key))
 			el, err := p.next()
@@ -297,4 +303,33 @@ func TestInboundNegotiation(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestInboundRateLimit: a peer over s2s.rate_limit is read more slowly, not
+// cut off: everything arrives, in order, and no sooner than the limit
+// allows (a lower bound, which only a missing limit can break).
+func TestInboundRateLimit(t *testing.T) {
+	t.Parallel()
+	const rate, n = 4, 12
+	b, p := certPeer(t, func(c *config.Config) { c.S2S.RateLimit = rate })
+	bob := online(t, b, "bob")
+	start := time.Now()
+	var burst strings.Builder
+	for i := range n {
+		fmt.Fprintf(&burst, `<message from='m@evil.localhost' to='bob@b.localhost' id='r%d'><body>burst %d</body></message>`, i, i)
+	}
+	p.send(burst.String())
+	for i := range n {
+		m := bob.Expect(func(s *stanza.Stanza) bool { return strings.HasPrefix(s.Body(), "burst ") })
+		if want := fmt.Sprintf("burst %d", i); m.Body() != want {
+			t.Fatalf("got %q, want %q", m.Body(), want)
+		}
+	}
+	// A bucket of one second's worth (rate) is spent at once; the other
+	// n-rate stanzas come at rate per second.
+	if d, want := time.Since(start), time.Duration(n-rate)*time.Second/rate; d < want*9/10 {
+		t.Fatalf("%d stanzas read in %v, want at least %v at %d/s", n, d, want, rate)
+	}
+	p.send(`<message from='m@evil.localhost' to='bob@b.localhost' id='after'><body>still connected</body></message>`)
+	bob.Expect(xmpptest.IsMessage("still connected"))
 }

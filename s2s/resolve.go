@@ -53,15 +53,14 @@ type SRVLookup interface {
 // _xmpp-server._tcp, and falls back to the domain itself on port 5269 when
 // neither exists (RFC 6120 §3.2).
 type DNSResolver struct {
-	DNS SRVLookup // nil: net.DefaultResolver
-
 	mu     sync.RWMutex
+	dns    SRVLookup // nil: net.DefaultResolver
 	static map[string]Target
 }
 
 // NewDNSResolver returns a resolver with static routes (domain → target).
 func NewDNSResolver(dns SRVLookup, static map[string]Target) *DNSResolver {
-	r := &DNSResolver{DNS: dns, static: make(map[string]Target, len(static))}
+	r := &DNSResolver{dns: dns, static: make(map[string]Target, len(static))}
 	for d, t := range static {
 		r.static[d] = t
 	}
@@ -80,15 +79,23 @@ func (r *DNSResolver) SetRoute(domain string, t Target) {
 	r.static[domain] = t
 }
 
+// SetDNS replaces the SRV resolver (nil: net.DefaultResolver), e.g. with a
+// *net.Resolver that asks a particular name server.
+func (r *DNSResolver) SetDNS(dns SRVLookup) {
+	r.mu.Lock()
+	r.dns = dns
+	r.mu.Unlock()
+}
+
 // Resolve implements Resolver.
 func (r *DNSResolver) Resolve(ctx context.Context, domain string) ([]Target, error) {
 	r.mu.RLock()
 	t, ok := r.static[domain]
+	dns := r.dns
 	r.mu.RUnlock()
 	if ok {
 		return []Target{t}, nil
 	}
-	dns := r.DNS
 	if dns == nil {
 		dns = net.DefaultResolver
 	}

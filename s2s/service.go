@@ -99,8 +99,21 @@ type LinkInfo struct {
 	Peer          string // network address
 	Since         time.Time
 	Queue         int // stanzas waiting for the link (outbound)
-	State         string
+	// State is "up", or for an outbound link with stanzas waiting,
+	// "connecting" (an attempt is under way) or "retrying" (the next
+	// attempt is due at Retry). LastError says why the last attempt
+	// failed.
+	State     string
+	LastError string    `json:",omitempty"`
+	Retry     time.Time `json:",omitzero"`
 }
+
+// Link states.
+const (
+	StateUp         = "up"
+	StateConnecting = "connecting"
+	StateRetrying   = "retrying"
+)
 
 // LinkObserver is told when a link comes up or goes down (the compliance
 // archive records link events). LinkUp runs before the link carries any
@@ -128,6 +141,7 @@ type Service struct {
 	links     map[pair]*link
 	streams   map[*inStream]struct{}
 	listeners []net.Listener
+	listen    []string // their addresses for Status; "tls://" for direct TLS
 	observer  LinkObserver
 	closing   bool
 	wg        sync.WaitGroup // accept loops' connections, link goroutines, verifications
@@ -184,6 +198,11 @@ func (s *Service) Serve(ln net.Listener, directTLS bool) error {
 		return ln.Close()
 	}
 	s.listeners = append(s.listeners, ln)
+	addr := ln.Addr().String()
+	if directTLS {
+		addr = "tls://" + addr
+	}
+	s.listen = append(s.listen, addr)
 	s.mu.Unlock()
 	var delay time.Duration
 	for {
@@ -416,7 +435,9 @@ func (s *Service) bounce(ctx context.Context, env *router.Envelope, remote strin
 		Src: router.Endpoint{Zone: router.ZoneLocal, Domain: remote}, Flags: router.BoundaryDone})
 }
 
-// Links returns the links that are up, outbound then inbound, sorted.
+// Links returns the links that are up, and the outbound ones whose
+// stanzas wait for a connection (state connecting or retrying): outbound
+// then inbound, sorted by remote domain.
 func (s *Service) Links() []LinkInfo {
 	s.mu.Lock()
 	links := make([]*link, 0, len(s.links))
@@ -430,7 +451,7 @@ func (s *Service) Links() []LinkInfo {
 	s.mu.Unlock()
 	var out []LinkInfo
 	for _, l := range links {
-		if info, ok := l.info(); ok {
+		if info, ok := l.status(); ok {
 			out = append(out, info)
 		}
 	}

@@ -12,14 +12,16 @@ import (
 // StatusFile is the name of the link snapshot in the data directory.
 const StatusFile = "federation-status.json"
 
-// Status is the snapshot of the links the server writes for
-// `gatehouse federation status` until the admin API (issue 8) can ask the
-// live server.
+// Status is what `gatehouse federation status` shows: the live links from
+// the admin API (GET /v1/federation), or the snapshot of them the server
+// keeps in the data directory, for when the admin socket is off.
 type Status struct {
-	PID     int        `json:"pid"`
-	Written time.Time  `json:"written"`
-	Mode    string     `json:"mode"`
-	Links   []LinkInfo `json:"links"`
+	PID     int       `json:"pid"`
+	Written time.Time `json:"written"`
+	Mode    string    `json:"mode"`
+	// Listen holds the bound listeners ("tls://" marks direct TLS).
+	Listen []string   `json:"listen,omitempty"`
+	Links  []LinkInfo `json:"links"`
 }
 
 // ReadStatus reads a snapshot written by a server.
@@ -35,22 +37,32 @@ func ReadStatus(path string) (*Status, error) {
 	return &st, nil
 }
 
+// Status returns the live status.
+func (s *Service) Status() Status {
+	s.mu.Lock()
+	listen := append([]string(nil), s.listen...)
+	s.mu.Unlock()
+	return Status{PID: os.Getpid(), Written: time.Now().UTC(), Mode: s.cfg.Policy.Mode(), Listen: listen, Links: s.Links()}
+}
+
 // writeStatus replaces the snapshot when the links changed since last;
 // last is the previous content (without the time stamp).
 func (s *Service) writeStatus(last []byte) []byte {
 	if s.cfg.StatusFile == "" {
 		return last
 	}
-	links := s.Links()
-	for i := range links {
-		links[i].Since = links[i].Since.UTC().Truncate(time.Second)
+	st := s.Status()
+	for i := range st.Links {
+		st.Links[i].Since = st.Links[i].Since.UTC().Truncate(time.Second)
+		st.Links[i].Retry = st.Links[i].Retry.UTC().Truncate(time.Second)
 	}
-	body, err := json.Marshal(Status{PID: os.Getpid(), Mode: s.cfg.Policy.Mode(), Links: links})
+	st.Written = time.Time{}
+	body, err := json.Marshal(st)
 	if err != nil || bytes.Equal(body, last) {
 		return last
 	}
-	full, _ := json.MarshalIndent(Status{PID: os.Getpid(), Written: time.Now().UTC().Truncate(time.Second),
-		Mode: s.cfg.Policy.Mode(), Links: links}, "", "  ")
+	st.Written = time.Now().UTC().Truncate(time.Second)
+	full, _ := json.MarshalIndent(st, "", "  ")
 	tmp, err := os.CreateTemp(filepath.Dir(s.cfg.StatusFile), ".status-*")
 	if err != nil {
 		s.log.WithError(err).Debug("cannot write the federation status")

@@ -134,3 +134,32 @@ func (s *Store) Version(ctx context.Context) (int64, error) {
 	}
 	return v, nil
 }
+
+// Errors of RemoveFrom.
+var (
+	ErrNotListed = errors.New("s2s: not on the stored list")
+	ErrOtherList = errors.New("s2s: on the other stored list")
+)
+
+// RemoveFrom removes domain's stored entry if it is on list: ErrOtherList
+// when it is on the other list (nothing changes), ErrNotListed when it has
+// no stored entry.
+func (s *Store) RemoveFrom(ctx context.Context, domain string, list List) error {
+	entries, err := s.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Domain == domain && e.List != list {
+			return fmt.Errorf("%w: %s is on the stored %s list, not %s", ErrOtherList, domain, e.List, list)
+		}
+	}
+	ok, err := s.Remove(ctx, domain)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s is not on the stored %s list", ErrNotListed, domain, list)
+	}
+	return nil
+}

@@ -163,7 +163,7 @@ own CPU next to the server's (--server-pid).`,
 		return pprof.StartCPUProfile(f)
 	}
 	defer pprof.StopCPUProfile()
-	root.AddCommand(loginCmd(), messagingCmd(), rosterCmd(), idleCmd(), fanoutCmd(), boundaryCmd(), reportCmd())
+	root.AddCommand(loginCmd(), messagingCmd(), rosterCmd(), idleCmd(), fanoutCmd(), boundaryCmd(), reportCmd(), prosodyRostersCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "gatehouse-bench:", err)
@@ -389,16 +389,73 @@ func fanoutCmd() *cobra.Command {
 func boundaryCmd() *cobra.Command {
 	var c common
 	var cfg loadgen.BoundaryConfig
+	var rates, secretFile string
 	cmd := &cobra.Command{
 		Use:   "boundary",
-		Short: "Messages to an outside address via a component (needs a transport component, issue 7)",
-		Args:  cobra.NoArgs,
+		Short: "Messages across the company border to and from a component → crossings/s and latency",
+		Long: `This tool connects to the server's XEP-0114 component listener as the component DOMAIN
+(an outside network such as an IRC gateway) and logs PAIRS local users in. Local user i
+sends chat messages to b<i>@DOMAIN and the component sends from b<i>@DOMAIN to user i, on
+the same schedule, with the same bodies, latency measure and pass rule as the messaging
+scenario: every message crosses the border, half outbound, half inbound, and passes the
+server's boundary (policy, archive). Run messaging at the same rates for the added latency.`,
+		Example: `  gatehouse-bench boundary --ca cert.pem --password-file pw --component bench.localhost \
+    --component-addr 127.0.0.1:5347 --secret-file secret --pairs 50 --rates 1000,2000,5000`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := loadgen.Boundary(cmd.Context(), nil, cfg)
-			return c.finish(cmd.OutOrStdout(), "boundary", map[string]any{"component": cfg.Component}, nil, nil, err)
+			t, err := c.target()
+			if err != nil {
+				return err
+			}
+			if cfg.Rates, err = parseRates(rates); err != nil {
+				return err
+			}
+			if secretFile != "" {
+				b, err := os.ReadFile(secretFile)
+				if err != nil {
+					return err
+				}
+				cfg.Secret = strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r")
+			}
+			ctx, cancel := runCtx(cmd, &c)
+			defer cancel()
+			cfg.ServerPID = c.serverPID
+			r, err := loadgen.Boundary(ctx, t, cfg)
+			params := map[string]any{"pairs": cfg.Pairs, "rates": cfg.Rates, "step_ns": cfg.Step, "body_bytes": cfg.BodyBytes,
+				"max_p99_ns": cfg.MaxP99, "component": cfg.Component}
+			return c.finish(cmd.OutOrStdout(), "boundary", params, r, func(w io.Writer) {
+				for i, s := range r.Steps {
+					verdict := "pass"
+					if !s.Pass {
+						verdict = "FAIL"
+					}
+					fmt.Fprintf(w, "boundary %s %6d crossings/s: sent %d delivered %d errors %d  p50 %s p99 %s max %s  %s\n",
+						c.serverName, s.Rate, s.Sent, s.Delivered, s.Errors, ms(s.P50), ms(s.P99), ms(s.Max), verdict)
+					if i < len(r.Directions) {
+						d := r.Directions[i]
+						fmt.Fprintf(w, "  outbound (users → component) %d delivered, p50 %s p99 %s; inbound (component → users) %d delivered, p50 %s p99 %s\n",
+							d.OutDelivered, ms(d.OutP50), ms(d.OutP99), d.InDelivered, ms(d.InP50), ms(d.InP99))
+					}
+					cpuLine(w, s.Usage)
+				}
+				fmt.Fprintf(w, "boundary %s: highest passing rate %d crossings/s\n", c.serverName, r.Best)
+			}, err)
 		},
 	}
 	c.flags(cmd)
-	cmd.Flags().StringVar(&cfg.Component, "component", "", "the transport component's domain")
+	f := cmd.Flags()
+	f.StringVar(&cfg.Component, "component", "", "the component's domain (configured on the server with its secret)")
+	f.StringVar(&cfg.ComponentAddr, "component-addr", "127.0.0.1:5347", "the server's component listener (loopback only)")
+	f.StringVar(&cfg.Secret, "secret", "", "the component's shared secret")
+	f.StringVar(&secretFile, "secret-file", "", "read the component secret from the first line of this file")
+	f.StringVar(&cfg.Prefix, "prefix", "msg", "account name prefix of the local users")
+	f.IntVar(&cfg.Pairs, "pairs", 50, "local users, each paired with one outside address")
+	f.StringVar(&rates, "rates", "1000,2000,5000,10000,20000,40000", "aggregate crossings/s per step, ascending")
+	f.DurationVar(&cfg.Step, "step", 5*time.Second, "duration of each step")
+	f.DurationVar(&cfg.Drain, "drain", 5*time.Second, "time allowed after a step for deliveries")
+	f.IntVar(&cfg.BodyBytes, "body", 100, "message body size in bytes")
+	f.DurationVar(&cfg.MaxP99, "max-p99", 100*time.Millisecond, "p99 end-to-end latency bound")
+	f.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unjudged warm-up at the first rate (negative: none)")
+	f.BoolVar(&cfg.KeepGoing, "keep-going", false, "run every step even after one fails")
 	return cmd
 }

@@ -47,6 +47,7 @@ type results struct {
 	msg     *loadgen.MessagingResult
 	idle    *loadgen.IdleResult
 	fanout  *loadgen.FanoutResult
+	bound   *loadgen.BoundaryResult
 	rosters map[string]*loadgen.RosterResult
 	errs    map[string]string // scenario → error
 	params  map[string]map[string]any
@@ -102,6 +103,9 @@ func loadResults(dir, server string) (*results, error) {
 		case rec.Scenario == "fanout":
 			r.fanout = &loadgen.FanoutResult{}
 			target = r.fanout
+		case rec.Scenario == "boundary":
+			r.bound = &loadgen.BoundaryResult{}
+			target = r.bound
 		case strings.HasPrefix(rec.Scenario, "roster-"):
 			rr := &loadgen.RosterResult{}
 			r.rosters[strings.TrimPrefix(rec.Scenario, "roster-")] = rr
@@ -131,6 +135,29 @@ type row struct {
 	goal   float64
 	prec   int
 	get    func(*results) cell
+	// usage, when set, is the CPU of the measurement behind the figure,
+	// checked for a client-bound run.
+	usage func(*results) *loadgen.Usage
+}
+
+// clientBound reports whether the load generator may have limited a
+// figure: it used nearly a whole core, or more CPU than the server.
+func clientBound(u *loadgen.Usage) bool {
+	return u != nil && (u.ClientCores() > 0.9 || (u.ServerCPU > 0 && u.ClientCPU > u.ServerCPU))
+}
+
+func loginUsage(r *results) *loadgen.Usage {
+	if r.login == nil {
+		return nil
+	}
+	return &r.login.Usage
+}
+
+func fanoutUsage(r *results) *loadgen.Usage {
+	if r.fanout == nil {
+		return nil
+	}
+	return &r.fanout.Usage
 }
 
 func fmtNum(v float64, prec int) string {
@@ -161,9 +188,12 @@ func failed(r *results, scenario string) cell {
 
 func durMS(d time.Duration) float64 { return float64(d) / 1e6 }
 
-// commonRate is the highest messaging rate every server that ran passed.
-func commonRate(all map[string]*results) int {
-	best := -1
+// commonRate is the rate at which the servers' messaging latency is
+// compared: the highest one every server that ran passed, or, when some
+// server passed none, the first step (which every server ran); what says
+// which of the two it is.
+func commonRate(all map[string]*results) (rate int, what string) {
+	best, first := -1, -1
 	for _, s := range servers {
 		r := all[s]
 		if r.msg == nil {
@@ -172,8 +202,14 @@ func commonRate(all map[string]*results) int {
 		if best < 0 || r.msg.Best < best {
 			best = r.msg.Best
 		}
+		if len(r.msg.Steps) > 0 && (first < 0 || r.msg.Steps[0].Rate < first) {
+			first = r.msg.Steps[0].Rate
+		}
 	}
-	return best
+	if best > 0 {
+		return best, "highest rate all passed"
+	}
+	return first, "first step; not every server passed it"
 }
 
 func stepAt(m *loadgen.MessagingResult, rate int) *loadgen.StepResult {
@@ -189,9 +225,9 @@ func stepAt(m *loadgen.MessagingResult, rate int) *loadgen.StepResult {
 }
 
 func rows(all map[string]*results) []row {
-	cr := commonRate(all)
+	cr, crWhat := commonRate(all)
 	return []row{
-		{name: "Login storm: logins/s", unit: "/s", higher: true, target: "≥ 1.5×", goal: 1.5, prec: 0, get: func(r *results) cell {
+		{name: "Login storm: logins/s", unit: "/s", higher: true, target: "≥ 1.5×", goal: 1.5, prec: 0, usage: loginUsage, get: func(r *results) cell {
 			if r.login == nil {
 				return failed(r, "login")
 			}
@@ -200,13 +236,13 @@ func rows(all map[string]*results) []row {
 			}
 			return cell{v: r.login.PerSecond, ok: true}
 		}},
-		{name: "Login time p50", unit: "ms", prec: 1, get: func(r *results) cell {
+		{name: "Login time p50", unit: "ms", prec: 1, usage: loginUsage, get: func(r *results) cell {
 			if r.login == nil {
 				return failed(r, "login")
 			}
 			return cell{v: durMS(r.login.P50), ok: true}
 		}},
-		{name: "Login time p99", unit: "ms", prec: 1, get: func(r *results) cell {
+		{name: "Login time p99", unit: "ms", prec: 1, usage: loginUsage, get: func(r *results) cell {
 			if r.login == nil {
 				return failed(r, "login")
 			}
@@ -218,7 +254,12 @@ func rows(all map[string]*results) []row {
 			}
 			return cell{v: durMS(r.login.Usage.ServerCPU) / float64(r.login.OK), ok: true}
 		}},
-		{name: "Messaging: highest rate with p99 < 100 ms and delivered = sent", unit: "msg/s", higher: true, target: "≥ 2×", goal: 2, prec: 0, get: func(r *results) cell {
+		{name: "Messaging: highest rate with p99 < 100 ms and delivered = sent", unit: "msg/s", higher: true, target: "≥ 2×", goal: 2, prec: 0, usage: func(r *results) *loadgen.Usage {
+			if r.msg == nil || r.msg.BestStep == nil {
+				return nil
+			}
+			return &r.msg.BestStep.Usage
+		}, get: func(r *results) cell {
 			if r.msg == nil {
 				return failed(r, "messaging")
 			}
@@ -228,7 +269,12 @@ func rows(all map[string]*results) []row {
 			}
 			return c
 		}},
-		{name: fmt.Sprintf("Messaging: p99 latency at %s msg/s (highest rate all passed)", fmtNum(float64(cr), 0)), unit: "ms", target: "≤ 0.5×", goal: 0.5, prec: 2, get: func(r *results) cell {
+		{name: fmt.Sprintf("Messaging: p99 latency at %s msg/s (%s)", fmtNum(float64(cr), 0), crWhat), unit: "ms", target: "≤ 0.5×", goal: 0.5, prec: 2, usage: func(r *results) *loadgen.Usage {
+			if s := stepAt(r.msg, cr); s != nil {
+				return &s.Usage
+			}
+			return nil
+		}, get: func(r *results) cell {
 			s := stepAt(r.msg, cr)
 			if s == nil {
 				return failed(r, "messaging")
@@ -248,7 +294,7 @@ func rows(all map[string]*results) []row {
 			}
 			return cell{v: float64(r.idle.RSSPerSession) / 1024, ok: true}
 		}},
-		{name: "Presence fan-out: time until every user saw every contact", unit: "ms", prec: 0, get: func(r *results) cell {
+		{name: "Presence fan-out: time until every user saw every contact", unit: "ms", prec: 0, usage: fanoutUsage, get: func(r *results) cell {
 			if r.fanout == nil || r.fanout.Seen != r.fanout.Expected {
 				return failed(r, "fanout")
 			}
@@ -260,20 +306,101 @@ func rows(all map[string]*results) []row {
 			}
 			return cell{v: durMS(r.fanout.Usage.ServerCPU), ok: true}
 		}},
+		{name: "Presence fan-out: available presences delivered per distinct one (duplicates)", unit: "×", prec: 2, get: func(r *results) cell {
+			if r.fanout == nil || r.fanout.Seen != r.fanout.Expected || r.fanout.Expected == 0 {
+				return failed(r, "fanout")
+			}
+			return cell{v: float64(r.fanout.Received) / float64(r.fanout.Expected), ok: true}
+		}},
 		{name: "Roster population through the protocol (idle + fan-out users)", unit: "s", prec: 1, get: func(r *results) cell {
 			if len(r.rosters) == 0 {
 				return failed(r, "roster-idle")
 			}
-			t := 0.0
+			t, sent := 0.0, 0
 			for _, rr := range r.rosters {
 				if rr.Complete != rr.Users {
 					return cell{note: "incomplete¹"}
 				}
 				t += rr.Usage.Wall.Seconds()
+				sent += rr.Sent
+			}
+			if sent == 0 {
+				return cell{note: "in storage⁴"}
 			}
 			return cell{v: t, ok: true}
 		}},
 	}
+}
+
+// stepList is "rate: p99, delivered/sent" per step, ✗ on failing ones.
+func stepList(steps []loadgen.StepResult) string {
+	var parts []string
+	for _, st := range steps {
+		mark := ""
+		if !st.Pass {
+			mark = " ✗"
+		}
+		parts = append(parts, fmt.Sprintf("%s: %.1f ms, %d/%d%s", fmtNum(float64(st.Rate), 0), durMS(st.P99), st.Delivered, st.Sent, mark))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// boundaryRows are the table rows of the boundary scenario, which only
+// Gatehouse runs: crossings/s against its own internal messaging, and the
+// latency and CPU the boundary adds at the highest rate both passed.
+func boundaryRows(g *results) []string {
+	cols := func(v string) string {
+		out := "| " + v + " |"
+		for range servers[1:] {
+			out += " n/a |"
+		}
+		return out
+	}
+	if g.bound == nil {
+		return []string{"| Boundary: highest crossings/s with p99 < 100 ms and delivered = sent, archive and policy on³ | msg/s " +
+			cols(failed(g, "boundary").note) + " — | ≥ 50% of internal |"}
+	}
+	bd := g.bound
+	best := fmtNum(float64(bd.Best), 0)
+	if n := len(bd.Steps); n > 0 && bd.Steps[n-1].Pass {
+		best += "²"
+	}
+	if bd.BestStep != nil && clientBound(&bd.BestStep.Usage) {
+		best += "⁵"
+	}
+	ratio, target := "—", "≥ 50% of internal"
+	if g.msg != nil && g.msg.Best > 0 {
+		pct := 100 * float64(bd.Best) / float64(g.msg.Best)
+		mark := " ✓"
+		if pct < 50 {
+			mark = " ✗"
+		}
+		ratio = fmt.Sprintf("%.0f%% of internal%s", pct, mark)
+	}
+	out := []string{"| Boundary: highest crossings/s with p99 < 100 ms and delivered = sent, archive and policy on³ | msg/s " +
+		cols(best) + " " + ratio + " | " + target + " |"}
+	// The highest rate both the boundary and internal messaging passed.
+	var rb, rm *loadgen.StepResult
+	if g.msg != nil {
+		for i := range bd.Steps {
+			if s := stepAt(g.msg, bd.Steps[i].Rate); bd.Steps[i].Pass && s != nil && s.Pass {
+				rb, rm = &bd.Steps[i], s
+			}
+		}
+	}
+	if rb == nil {
+		return out
+	}
+	r := fmtNum(float64(rb.Rate), 0)
+	out = append(out,
+		fmt.Sprintf("| Boundary: p50 latency at %s msg/s (internal messaging: %.2f ms)³ | ms %s — | — |", r, durMS(rm.P50), cols(fmt.Sprintf("%.2f", durMS(rb.P50)))),
+		fmt.Sprintf("| Boundary: p99 latency at %s msg/s (internal messaging: %.2f ms)³ | ms %s — | — |", r, durMS(rm.P99), cols(fmt.Sprintf("%.2f", durMS(rb.P99)))))
+	if rb.Delivered > 0 && rm.Delivered > 0 && rb.Usage.ServerCPU > 0 && rm.Usage.ServerCPU > 0 {
+		cb := float64(rb.Usage.ServerCPU) / 1e3 / float64(rb.Delivered)
+		cm := float64(rm.Usage.ServerCPU) / 1e3 / float64(rm.Delivered)
+		out = append(out, fmt.Sprintf("| Boundary: server CPU per crossing at %s msg/s (internal message: %.1f µs)³ | µs %s %.2f× internal | — |", r, cm, cols(fmt.Sprintf("%.1f", cb)), cb/cm))
+	}
+	return out
 }
 
 func ratioCell(rw row, all map[string]*results) string {
@@ -369,10 +496,15 @@ func render(all map[string]*results, meta []string, now time.Time) string {
 		fmt.Fprint(&b, "---:|")
 	}
 	fmt.Fprintln(&b, "---:|---|")
+	anyBound := false
 	for _, rw := range rows(all) {
 		fmt.Fprintf(&b, "| %s | %s |", rw.name, rw.unit)
 		for _, s := range servers {
 			c := rw.get(all[s])
+			if c.ok && rw.usage != nil && clientBound(rw.usage(all[s])) {
+				c.note += "⁵"
+				anyBound = true
+			}
 			if c.ok {
 				fmt.Fprintf(&b, " %s%s |", fmtNum(c.v, rw.prec), c.note)
 			} else {
@@ -385,7 +517,9 @@ func render(all map[string]*results, meta []string, now time.Time) string {
 		}
 		fmt.Fprintf(&b, " %s | %s |\n", ratioCell(rw, all), t)
 	}
-	fmt.Fprintln(&b, "| Boundary: crossings/s with archive and policy on | msg/s | not run³ | n/a | n/a | — | ≥ 50% of internal |")
+	for _, l := range boundaryRows(all[servers[0]]) {
+		fmt.Fprintln(&b, l)
+	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "Lower is better except for the rates. The ratio compares Gatehouse with the better of")
 	fmt.Fprintln(&b, "Prosody and ejabberd for that figure; ✓/✗ against the issue 10 target where it sets one.")
@@ -406,7 +540,23 @@ func render(all map[string]*results, meta []string, now time.Time) string {
 	}
 	fmt.Fprintln(&b, "² Passed the highest step offered: the true limit is higher (add steps with --rates).")
 	fmt.Fprintln(&b)
-	fmt.Fprintln(&b, "³ Needs a transport component (issue 7); `gatehouse-bench boundary` says so and exits.")
+	fmt.Fprintln(&b, "³ Gatehouse only: the boundary is the compliance gateway (policy and compliance archive on every")
+	fmt.Fprintln(&b, "crossing), which Prosody and ejabberd do not have. Its ratio is against Gatehouse's own internal")
+	fmt.Fprintln(&b, "messaging in the same run; the latency and CPU rows give the internal figure at the same rate")
+	fmt.Fprintln(&b, "(the highest rate both passed; same pairs, schedule and bodies), so the difference is what the")
+	fmt.Fprintln(&b, "boundary adds.")
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "⁴ The rosters were complete before the protocol pass (Prosody's are written straight into its")
+	fmt.Fprintln(&b, "storage files by `gatehouse-bench prosody-rosters`, the same items): the pass only verified them")
+	fmt.Fprintln(&b, "with a roster get per user, so there is no population time to compare.")
+	if g := all[servers[0]]; g.bound != nil && g.bound.BestStep != nil && clientBound(&g.bound.BestStep.Usage) {
+		anyBound = true
+	}
+	if anyBound {
+		fmt.Fprintln(&b)
+		fmt.Fprintln(&b, "⁵ During this measurement the load generator used nearly a whole core, or more CPU than the")
+		fmt.Fprintln(&b, "server (see the CPU table): on 2 shared cores the figure may be bounded by the client, not the server.")
+	}
 	fmt.Fprintln(&b)
 	// CPU table.
 	fmt.Fprintln(&b, "**CPU during each scenario** (cores busy on average: client = this load generator, server =")
@@ -446,6 +596,17 @@ func render(all map[string]*results, meta []string, now time.Time) string {
 			}
 			return &r.msg.Steps[len(r.msg.Steps)-1].Usage
 		}},
+		{"Boundary, highest passing step (or the first step when none passed)", func(r *results) *loadgen.Usage {
+			switch {
+			case r.bound == nil:
+				return nil
+			case r.bound.BestStep != nil:
+				return &r.bound.BestStep.Usage
+			case len(r.bound.Steps) > 0:
+				return &r.bound.Steps[0].Usage
+			}
+			return nil
+		}},
 		{"Idle sessions (logins until all presence seen, then settle)", func(r *results) *loadgen.Usage {
 			if r.idle == nil {
 				return nil
@@ -479,15 +640,18 @@ func render(all map[string]*results, meta []string, now time.Time) string {
 		if r.msg == nil {
 			continue
 		}
-		var parts []string
-		for _, st := range r.msg.Steps {
-			mark := ""
-			if !st.Pass {
-				mark = " ✗"
+		fmt.Fprintf(&b, "- %s: %s\n", serverTitle[s], stepList(r.msg.Steps))
+	}
+	if bd := all[servers[0]].bound; bd != nil {
+		fmt.Fprintf(&b, "- %s boundary (crossings/s): %s\n", serverTitle[servers[0]], stepList(bd.Steps))
+		if len(bd.Directions) > 0 {
+			var parts []string
+			for _, d := range bd.Directions {
+				parts = append(parts, fmt.Sprintf("%s: %.1f ms / %.1f ms", fmtNum(float64(d.Rate), 0), durMS(d.OutP99), durMS(d.InP99)))
 			}
-			parts = append(parts, fmt.Sprintf("%s: %.1f ms, %d/%d%s", fmtNum(float64(st.Rate), 0), durMS(st.P99), st.Delivered, st.Sent, mark))
+			fmt.Fprintf(&b, "- %s boundary p99 by direction, outbound (users → component) / inbound (one component stream → users): %s\n",
+				serverTitle[servers[0]], strings.Join(parts, "; "))
 		}
-		fmt.Fprintf(&b, "- %s: %s\n", serverTitle[s], strings.Join(parts, "; "))
 	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, endMarker)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,7 +19,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"gatehouse/s2s"
+	"gatehouse/xmpp/admin"
 	"gatehouse/xmpp/config"
+	"gatehouse/xmpp/server"
 )
 
 func newFederationCmd(g *globals) *cobra.Command {
@@ -48,28 +51,56 @@ allowed are closed. See docs/federation.md.`,
   gatehouse federation %[1]s --remove partner.example`, list),
 			Args: cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				cfg, store, err := openFederation(cmd.Context(), g)
+				cfg, err := g.load()
 				if err != nil {
 					return err
 				}
-				defer store.Close()
-				out := cmd.OutOrStdout()
+				domains := make([]string, 0, len(args))
 				for _, a := range args {
 					d, err := config.NormalizeDomain(a)
 					if err != nil {
 						return err
 					}
+					domains = append(domains, d)
+				}
+				out := cmd.OutOrStdout()
+				report := func(d string) {
 					if remove {
-						if err := removeEntry(cmd.Context(), store, d, list); err != nil {
-							return err
-						}
 						fmt.Fprintf(out, "removed %s from the stored %s list\n", d, list)
-						continue
+					} else {
+						fmt.Fprintf(out, "%s: %s\n", d, map[s2s.List]string{s2s.ListAllow: "allowed", s2s.ListDeny: "denied"}[list])
 					}
-					if err := store.Set(cmd.Context(), d, list, note); err != nil {
+				}
+				// A running server with federation makes the change itself:
+				// it applies at once and the admin API audits it.
+				if cl := liveFederation(cmd.Context(), cfg); cl != nil {
+					var res server.FederationEditResult
+					err := cl.Do(cmd.Context(), http.MethodPost, "/v1/federation/"+string(list),
+						server.FederationEdit{Domains: domains, Note: note, Remove: remove}, &res)
+					for _, d := range res.Changed {
+						report(d)
+					}
+					if err != nil {
 						return err
 					}
-					fmt.Fprintf(out, "%s: %s\n", d, map[s2s.List]string{s2s.ListAllow: "allowed", s2s.ListDeny: "denied"}[list])
+					warnMode(cmd.ErrOrStderr(), cfg, list)
+					return nil
+				}
+				store, err := openStore(cmd.Context(), cfg)
+				if err != nil {
+					return err
+				}
+				defer store.Close()
+				for _, d := range domains {
+					if remove {
+						err = store.RemoveFrom(cmd.Context(), d, list)
+					} else {
+						err = store.Set(cmd.Context(), d, list, note)
+					}
+					if err != nil {
+						return err
+					}
+					report(d)
 				}
 				warnMode(cmd.ErrOrStderr(), cfg, list)
 				return nil
@@ -102,12 +133,15 @@ allowed are closed. See docs/federation.md.`,
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show federation links (direction, authentication, TLS, queue)",
-		Long: `Show the federation links of the server using this data directory.
+		Long: `Show the federation links of the running server: for each, the direction,
+the domains, its state (up, or connecting/retrying while stanzas wait), the
+authentication method, TLS version, bidi, queue depth, since when and the
+peer's address, and why the last attempt failed.
 
-Until the admin API exists (issue 8) this reads the snapshot a running server
-writes to <data_dir>/federation-status.json whenever its links change (at
-most every two seconds); it says how old the snapshot is and whether the
-server that wrote it still runs.`,
+The links come live from the admin API. When the admin socket is off or
+does not answer, this reads the snapshot the server writes to
+<data_dir>/federation-status.json whenever its links change (checked every
+two seconds), and says how old it is and whether its server still runs.`,
 		Example: "  gatehouse federation status\n  gatehouse federation status -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -115,7 +149,19 @@ server that wrote it still runs.`,
 			if err != nil {
 				return err
 			}
-			return printStatus(cmd.OutOrStdout(), output, cfg, time.Now())
+			if p := cfg.AdminSocketPath(); p != "" {
+				var st s2s.Status
+				err := admin.NewClient(p).Do(cmd.Context(), http.MethodGet, "/v1/federation", nil, &st)
+				switch {
+				case err == nil:
+					return printStatus(cmd.OutOrStdout(), output, cfg, &st, statusLive, time.Now())
+				case errors.Is(err, admin.ErrNotFound):
+					return printStatus(cmd.OutOrStdout(), output, cfg, nil, statusDisabled, time.Now())
+				case !errors.Is(err, admin.ErrNotRunning):
+					return err
+				}
+			}
+			return printSnapshot(cmd.OutOrStdout(), output, cfg, time.Now())
 		},
 	}
 	status.Flags().StringVarP(&output, "output", "o", "table", "table or json")
@@ -130,34 +176,33 @@ func openFederation(ctx context.Context, g *globals) (*config.Config, *s2s.Store
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("data directory: %w", err)
-	}
-	store, err := s2s.OpenStore(ctx, filepath.Join(cfg.DataDir, s2s.StoreFile))
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cfg, store, nil
 }
 
-func removeEntry(ctx context.Context, store *s2s.Store, domain string, list s2s.List) error {
-	entries, err := store.List(ctx)
-	if err != nil {
-		return err
+func openStore(ctx context.Context, cfg *config.Config) (*s2s.Store, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	for _, e := range entries {
-		if e.Domain == domain && e.List != list {
-			return fmt.Errorf("%s is on the stored %s list, not %s", domain, e.List, list)
-		}
+	return s2s.OpenStore(ctx, filepath.Join(cfg.DataDir, s2s.StoreFile))
+}
+
+// liveFederation returns a client of the running server when it answers
+// on the admin socket with federation enabled; nil otherwise (the store
+// is then edited directly, and a server started later reads it).
+func liveFederation(ctx context.Context, cfg *config.Config) *admin.Client {
+	p := cfg.AdminSocketPath()
+	if p == "" {
+		return nil
 	}
-	ok, err := store.Remove(ctx, domain)
-	if err != nil {
-		return err
+	cl := admin.NewClient(p)
+	if err := cl.Do(ctx, http.MethodGet, "/v1/federation", nil, nil); err != nil {
+		return nil
 	}
-	if !ok {
-		return fmt.Errorf("%s is not on the stored %s list", domain, list)
-	}
-	return nil
+	return cl
 }
 
 // warnMode says when the mode makes the edited list moot.
@@ -238,49 +283,101 @@ func enabledWord(on bool) string {
 	return "disabled"
 }
 
-func printStatus(w io.Writer, format string, cfg *config.Config, now time.Time) error {
+// Where printStatus's links come from.
+type statusSource int
+
+const (
+	statusLive     statusSource = iota // the admin API
+	statusDisabled                     // the running server has federation off
+	statusSnapshot                     // the snapshot of a running server
+	statusStale                        // the snapshot of a server that is gone
+	statusNone                         // no server, no snapshot
+)
+
+// printSnapshot prints the status from the snapshot file.
+func printSnapshot(w io.Writer, format string, cfg *config.Config, now time.Time) error {
+	st, err := s2s.ReadStatus(filepath.Join(cfg.DataDir, s2s.StatusFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return printStatus(w, format, cfg, nil, statusNone, now)
+	case err != nil:
+		return err
+	case !processRuns(st.PID):
+		return printStatus(w, format, cfg, st, statusStale, now)
+	}
+	return printStatus(w, format, cfg, st, statusSnapshot, now)
+}
+
+func printStatus(w io.Writer, format string, cfg *config.Config, st *s2s.Status, src statusSource, now time.Time) error {
 	if format != "table" && format != "json" {
 		return fmt.Errorf("unknown output format %q (table or json)", format)
 	}
-	st, err := s2s.ReadStatus(filepath.Join(cfg.DataDir, s2s.StatusFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		st = nil
-	} else if err != nil {
-		return err
-	}
-	running := st != nil && processRuns(st.PID)
 	if format == "json" {
 		return json.NewEncoder(w).Encode(struct {
-			Enabled  bool        `json:"enabled"`
-			Mode     string      `json:"mode"`
-			Snapshot *s2s.Status `json:"snapshot"`
-			Running  bool        `json:"server_running"`
-		}{cfg.S2S.Enabled, cfg.S2S.Mode, st, running})
+			Enabled bool        `json:"enabled"`
+			Mode    string      `json:"mode"`
+			Live    bool        `json:"live"`
+			Status  *s2s.Status `json:"status"`
+			Running bool        `json:"server_running"`
+		}{cfg.S2S.Enabled, cfg.S2S.Mode, src == statusLive, st, src == statusLive || src == statusSnapshot || src == statusDisabled})
 	}
-	fmt.Fprintf(w, "federation: %s, mode %s, listening on %s (STARTTLS) and %s (direct TLS)\n",
-		enabledWord(cfg.S2S.Enabled), cfg.S2S.Mode, strings.Join(cfg.S2S.Listen, ", "), strings.Join(cfg.S2S.ListenTLS, ", "))
-	switch {
-	case st == nil:
-		fmt.Fprintln(w, "no link snapshot: the server is not running with federation enabled on this data directory")
-		fmt.Fprintln(w, "(live status from the server itself needs the admin API, not available yet)")
+	if st != nil && (src == statusLive || src == statusSnapshot) {
+		// What the server runs with, which the configuration read here
+		// may not match.
+		fmt.Fprintf(w, "federation: enabled, mode %s, listening on %s\n", st.Mode, strings.Join(st.Listen, ", "))
+	} else {
+		fmt.Fprintf(w, "federation: %s in the configuration, mode %s, listening on %s (STARTTLS) and %s (direct TLS)\n",
+			enabledWord(cfg.S2S.Enabled), cfg.S2S.Mode, strings.Join(cfg.S2S.Listen, ", "), strings.Join(cfg.S2S.ListenTLS, ", "))
+	}
+	switch src {
+	case statusDisabled:
+		fmt.Fprintln(w, "the running server has federation disabled: no links")
 		return nil
-	case !running:
+	case statusNone:
+		fmt.Fprintln(w, "no server answers on the admin socket and there is no link snapshot in the data directory:")
+		fmt.Fprintln(w, "the server is not running with federation enabled here")
+		return nil
+	case statusStale:
 		fmt.Fprintf(w, "the server that wrote the snapshot (pid %d) is no longer running; its last links:\n", st.PID)
-	default:
-		fmt.Fprintf(w, "links as of %s (%s ago, server pid %d; the snapshot follows changes within seconds,\nlive status needs the admin API):\n",
+	case statusSnapshot:
+		fmt.Fprintf(w, "links as of %s (%s ago, server pid %d; from the snapshot, as the admin socket did not answer):\n",
 			st.Written.Local().Format(time.RFC3339), now.Sub(st.Written).Round(time.Second), st.PID)
+	case statusLive:
+		fmt.Fprintf(w, "live links of server pid %d:\n", st.PID)
 	}
 	if len(st.Links) == 0 {
 		fmt.Fprintln(w, "no links")
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DIR\tLOCAL\tREMOTE\tAUTH\tTLS\tBIDI\tQUEUE\tSINCE\tPEER")
+	fmt.Fprintln(tw, "DIR\tLOCAL\tREMOTE\tSTATE\tAUTH\tTLS\tBIDI\tQUEUE\tSINCE\tPEER")
+	var failing []s2s.LinkInfo
 	for _, l := range st.Links {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%d\t%s\t%s\n", l.Direction, l.Local, l.Remote, l.Method, l.TLSVersion,
-			l.Bidi, l.Queue, l.Since.Local().Format(time.RFC3339), l.Peer)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\t%d\t%s\t%s\n", l.Direction, l.Local, l.Remote, fedDash(l.State), fedDash(l.Method),
+			fedDash(l.TLSVersion), l.Bidi, l.Queue, l.Since.Local().Format(time.RFC3339), fedDash(l.Peer))
+		if l.LastError != "" {
+			failing = append(failing, l)
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, l := range failing {
+		retry := ""
+		if !l.Retry.IsZero() {
+			retry = fmt.Sprintf(" (next attempt %s)", l.Retry.Local().Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "%s → %s: last attempt failed: %s%s\n", l.Local, l.Remote, l.LastError, retry)
+	}
+	return nil
+}
+
+// fedDash shows an empty status field as "-".
+func fedDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // processRuns reports whether a process with pid exists (signal 0).

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"gatehouse/s2s"
+	"gatehouse/s2s/s2stest"
 	"gatehouse/xmpp/config"
+	"gatehouse/xmpp/stanza"
+	"gatehouse/xmpp/xmpptest"
 )
 
 // run executes the CLI with args against data dir and returns stdout.
@@ -40,7 +43,7 @@ func TestFederationCLI(t *testing.T) {
 		{[]string{"federation", "deny", "--remove", "partner.example"}, "", "not on the stored deny list"},
 		{[]string{"federation", "allow", "not a domain"}, "", "not a valid domain"},
 		{[]string{"federation", "list"}, "*.spam.example  deny", ""},
-		{[]string{"federation", "status"}, "live status from the server itself needs the admin API", ""},
+		{[]string{"federation", "status"}, "no server answers on the admin socket and there is no link snapshot", ""},
 		{[]string{"federation", "list", "-o", "yaml"}, "", "unknown output format"},
 	}
 	for _, s := range steps {
@@ -71,7 +74,10 @@ func TestFederationStatusSnapshot(t *testing.T) {
 	data := t.TempDir()
 	st := s2s.Status{PID: os.Getpid(), Written: time.Now().UTC(), Mode: "open", Links: []s2s.LinkInfo{{
 		Local: "localhost", Remote: "partner.example", Direction: "out", Method: s2s.MethodSASLExternal,
-		TLSVersion: "TLS 1.3", Queue: 3, Since: time.Now(), Peer: "192.0.2.1:5269",
+		TLSVersion: "TLS 1.3", Queue: 3, Since: time.Now(), Peer: "192.0.2.1:5269", State: s2s.StateUp,
+	}, {
+		Local: "localhost", Remote: "down.example", Direction: "out", Queue: 7, Since: time.Now(),
+		State: s2s.StateRetrying, LastError: "s2s: connect 192.0.2.2:5269: connection refused", Retry: time.Now().Add(4 * time.Second),
 	}}}
 	b, _ := json.Marshal(st)
 	if err := os.WriteFile(filepath.Join(data, s2s.StatusFile), b, 0o600); err != nil {
@@ -81,7 +87,8 @@ func TestFederationStatusSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"partner.example", "sasl-external", "TLS 1.3", "out", "admin API"} {
+	for _, want := range []string{"partner.example", "sasl-external", "TLS 1.3", "out", "down.example", "retrying",
+		"down.example: last attempt failed: s2s: connect 192.0.2.2:5269: connection refused"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status output lacks %q:\n%s", want, out)
 		}
@@ -92,4 +99,53 @@ func TestFederationStatusSnapshot(t *testing.T) {
 	if out, _ := runCLI(t, data, "federation", "status"); !strings.Contains(out, "no longer running") {
 		t.Fatalf("stale snapshot not flagged:\n%s", out)
 	}
+}
+
+// TestFederationCLILive drives a running server through the admin API: the
+// status shows its live link, and a deny closes that link at once.
+func TestFederationCLILive(t *testing.T) {
+	a := xmpptest.RunServer(t, s2stest.Federated("a.localhost"), func(c *config.Config) { c.S2S.Mode = config.FederationDenylist })
+	b := xmpptest.RunServer(t, s2stest.Federated("b.localhost"))
+	s2stest.Route(t, a, b, false)
+	s2stest.Route(t, b, a, false)
+	a.AddUser(t, "alice", "federation secret")
+	b.AddUser(t, "bob", "federation secret")
+	alice := a.Dial(t, "alice", "federation secret", xmpptest.ClientOptions{})
+	bob := b.Dial(t, "bob", "federation secret", xmpptest.ClientOptions{Resource: "r"})
+	alice.Send(`<message to='bob@b.localhost/r' id='m1'><body>over the link</body></message>`)
+	bob.Expect(xmpptest.IsMessage("over the link"))
+
+	data := a.Config.DataDir
+	out, err := runCLI(t, data, "federation", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := a.S2SAddrs()
+	for _, want := range []string{"live links of server pid", "mode denylist", st[0], "b.localhost", s2s.StateUp, s2s.MethodDialback} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runCLI(t, data, "federation", "deny", "B.localhost", "--note", "test")
+	if err != nil || !strings.Contains(out, "b.localhost: denied") {
+		t.Fatalf("deny: %v\n%s", err, out)
+	}
+	// Applied by the server before it answered: the link is gone and new
+	// stanzas bounce.
+	if a.S2S().Connected("a.localhost", "b.localhost") {
+		t.Fatalf("link still up after deny: %+v", a.S2S().Links())
+	}
+	alice.Send(`<message to='bob@b.localhost/r' id='m2'><body>after the deny</body></message>`)
+	if m := alice.Expect(func(s *stanza.Stanza) bool { return s.ID == "m2" }); m.ErrorCondition() != stanza.NotAllowed {
+		t.Fatalf("got %s, want a not-allowed bounce", m)
+	}
+	out, err = runCLI(t, data, "federation", "deny", "--remove", "b.localhost")
+	if err != nil || !strings.Contains(out, "removed b.localhost") {
+		t.Fatalf("remove: %v\n%s", err, out)
+	}
+	if _, err = runCLI(t, data, "federation", "allow", "--remove", "b.localhost"); err == nil || !strings.Contains(err.Error(), "not on the stored allow list") {
+		t.Fatalf("removing a missing entry: %v", err)
+	}
+	alice.Send(`<message to='bob@b.localhost/r' id='m3'><body>allowed again</body></message>`)
+	bob.Expect(xmpptest.IsMessage("allowed again"))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +28,7 @@ policy.directory_refresh (default 10s), without a reload.`,
 		Example: "  gatehouse group create interns",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withDB(cmd, g, func(db *storage.DB) error {
+			return withDBAudited(cmd, g, "group.create", args[0], func(db *storage.DB) error {
 				if err := db.CreateGroup(cmd.Context(), args[0]); err != nil {
 					if errors.Is(err, storage.ErrGroupExists) {
 						return fmt.Errorf("group %q already exists", args[0])
@@ -45,7 +46,7 @@ policy.directory_refresh (default 10s), without a reload.`,
 		Example: "  gatehouse group delete interns",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withDB(cmd, g, func(db *storage.DB) error {
+			return withDBAudited(cmd, g, "group.delete", args[0], func(db *storage.DB) error {
 				if err := db.DeleteGroup(cmd.Context(), args[0]); err != nil {
 					if errors.Is(err, storage.ErrNotFound) {
 						return fmt.Errorf("no group %q (see 'gatehouse group list')", args[0])
@@ -63,7 +64,7 @@ policy.directory_refresh (default 10s), without a reload.`,
 		Example: "  gatehouse group add interns carol dave@example.com",
 		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withDB(cmd, g, func(db *storage.DB) error {
+			return withDBAudited(cmd, g, "group.add", strings.Join(args, " "), func(db *storage.DB) error {
 				cfg, err := g.load()
 				if err != nil {
 					return err
@@ -93,7 +94,7 @@ policy.directory_refresh (default 10s), without a reload.`,
 		Example: "  gatehouse group remove interns carol",
 		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withDB(cmd, g, func(db *storage.DB) error {
+			return withDBAudited(cmd, g, "group.remove", strings.Join(args, " "), func(db *storage.DB) error {
 				cfg, err := g.load()
 				if err != nil {
 					return err
@@ -168,4 +169,17 @@ func withDB(cmd *cobra.Command, g *globals, fn func(*storage.DB) error) error {
 	}
 	defer db.Close()
 	return fn(db)
+}
+
+// withDBAudited is withDB for a change: it is recorded in the compliance
+// archive's admin log first, and not made if it cannot be recorded.
+func withDBAudited(cmd *cobra.Command, g *globals, action, target string, fn func(*storage.DB) error) error {
+	cfg, err := g.load()
+	if err != nil {
+		return err
+	}
+	if err := auditCLI(cmd.Context(), cfg, action, target); err != nil {
+		return err
+	}
+	return withDB(cmd, g, fn)
 }

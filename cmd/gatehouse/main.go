@@ -51,7 +51,12 @@ where policy is applied and the crossing is archived.`,
 	root.PersistentFlags().StringVar(&g.dataDir, "data", "", "data directory (overrides data_dir; default ./data)")
 	root.AddCommand(newServeCmd(g), newUserCmd(g), newVersionCmd(), newConfigCmd(g))
 	root.AddCommand(newPolicyCmd(g), newGroupCmd(g))
+	root.AddCommand(newReviewCmd(g))
 	root.AddCommand(newFederationCmd(g))
+	root.AddCommand(newTransportCmd(g))
+	root.AddCommand(newStatusCmd(g), newSessionCmd(g), newReloadCmd(g))
+	root.AddCommand(newInitCmd(), newDoctorCmd(g), newReportCmd(g), newAuthCmd(g), newDirectoryCmd(g))
+	root.AddCommand(newArchiveCmd(g))
 	return root
 }
 

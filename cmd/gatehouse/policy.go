@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,7 +33,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Long: `The boundary policy (docs/policy.md) decides what may cross between the company
 and outside networks. Its file is policy.file in the configuration.`,
 	}
-	cmd.AddCommand(newPolicyCheckCmd(g), newPolicyTestCmd(g), newPolicyReloadCmd(g))
+	cmd.AddCommand(newPolicyCheckCmd(g), newPolicyTestCmd(g), newPolicyReloadCmd(g), newPolicyReplayCmd(g))
 	return cmd
 }
 
@@ -100,7 +101,7 @@ exist yet in the data directory are reported as warnings.`,
 }
 
 type policyTestFlags struct {
-	file, from, to, body, kind, stanzaFile, zone, groups, at string
+	file, from, to, body, kind, stanzaFile, zone, groups, peerGroups, at string
 }
 
 func newPolicyTestCmd(g *globals) *cobra.Command {
@@ -133,6 +134,7 @@ disclaimer is reported as due (the server sends it once per period).`,
 	fl.StringVar(&f.stanzaFile, "stanza", "", "read the stanza (XML) from this file, - for standard input")
 	fl.StringVar(&f.zone, "zone", "", "outside zone: remote or transport (default: transport for configured components, else remote)")
 	fl.StringVar(&f.groups, "groups", "", "comma-separated groups of the local user (default: from the data directory)")
+	fl.StringVar(&f.peerGroups, "to-groups", "", "between two local users: comma-separated groups of the recipient (default: from the data directory)")
 	fl.StringVar(&f.at, "at", "", "evaluation time, RFC 3339 (default: now), for time windows")
 	return cmd
 }
@@ -169,7 +171,10 @@ func runPolicyTest(cmd *cobra.Command, g *globals, f *policyTestFlags) error {
 	case toLocal && !fromLocal:
 		dir, local, outside = policy.Inbound, to, from
 	case fromLocal:
-		return errors.New("both addresses are local: internal traffic does not cross the boundary")
+		if !p.HasBarriers() {
+			return errors.New("both addresses are local: traffic between local accounts meets only information barriers, and this policy has none")
+		}
+		return runBarrierTest(cmd, cfg, f, p, file, from, to)
 	default:
 		return errors.New("neither address is local: the server never relays between outside networks")
 	}
@@ -193,6 +198,35 @@ func runPolicyTest(cmd *cobra.Command, g *globals, f *policyTestFlags) error {
 	}
 	e := p.Explain(policy.Sample{Dir: dir, Zone: zone, Stanza: st, LocalAccount: true, Groups: groups, Now: now})
 	printExplanation(cmd.OutOrStdout(), p, file, dir, zone, local, outside, groups, managerOf, e)
+	return nil
+}
+
+// runBarrierTest explains a stanza between two local accounts, which
+// only the information barriers govern.
+func runBarrierTest(cmd *cobra.Command, cfg *config.Config, f *policyTestFlags, p *policy.Policy, file string, from, to jid.JID) error {
+	st, err := sampleStanza(cmd, f, from, to)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if f.at != "" {
+		if now, err = time.Parse(time.RFC3339, f.at); err != nil {
+			return fmt.Errorf("--at: %w", err)
+		}
+	}
+	groups, managerOf, err := subjectInfo(cmd.Context(), cfg, from.Localpart(), f.groups, cmd.Flags().Changed("groups"))
+	if err != nil {
+		return err
+	}
+	peer, _, err := subjectInfo(cmd.Context(), cfg, to.Localpart(), f.peerGroups, cmd.Flags().Changed("to-groups"))
+	if err != nil {
+		return err
+	}
+	e := p.Explain(policy.Sample{Dir: policy.Internal, Stanza: st, LocalAccount: true, Groups: groups, PeerGroups: peer, Now: now})
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "policy:    %s (%s)\n", p.Version(), file)
+	fmt.Fprintf(w, "crossing:  internal, from %s (groups: %s) to %s (groups: %s)\n", from, listOr(groups, "none"), to, listOr(peer, "none"))
+	printSteps(w, e, managerOf)
 	return nil
 }
 
@@ -329,6 +363,12 @@ func printExplanation(w io.Writer, p *policy.Policy, file string, dir policy.Dir
 		}
 		fmt.Fprintf(w, "file:      %s via %s, %s, type %s\n", name, o.Mechanism, size, listOr([]string{o.MediaType}, "unknown"))
 	}
+	printSteps(w, e, manager)
+}
+
+// printSteps prints the rules that act, the notices, the decision and the
+// archive columns of an explanation.
+func printSteps(w io.Writer, e policy.Explanation, manager string) {
 	if len(e.Steps) == 0 {
 		fmt.Fprintln(w, "rules:     none matched")
 	}
@@ -349,9 +389,11 @@ func printExplanation(w io.Writer, p *policy.Policy, file string, dir policy.Dir
 		fmt.Fprintln(w, "scan:      the inline file content would be scanned by clamd")
 	}
 	d := e.Decision
-	switch d.Verdict {
-	case router.Deny:
+	switch {
+	case d.Verdict == router.Deny:
 		fmt.Fprintf(w, "decision:  DENY %s %q\n", d.Condition, d.Text)
+	case e.Hold != "":
+		fmt.Fprintf(w, "decision:  HOLD for review (rule %s): delivered only when a reviewer releases it (gatehouse review)\n", e.Hold)
 	default:
 		fmt.Fprintln(w, "decision:  ALLOW")
 		if e.Delivered != nil && e.Delivered.Body() != "" {
@@ -380,17 +422,19 @@ func newPolicyReloadCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reload",
 		Short: "Validate policy.file and make the running server re-read it",
-		Long: `Compile policy.file as the server would; if it is valid and a server process is
-named with --pid or --pid-file, send that process SIGHUP, which re-reads the
-configuration and the policy. The server swaps the policy all or nothing: a
-file that fails there too (a missing group table, a file changed since the
-check) leaves the running policy in force and is logged.
+		Long: `Compile policy.file as the server would; if it is valid, make the running server
+re-read it. The server swaps the policy all or nothing: a file that fails there
+too (a group table it cannot read, a file changed since the check) leaves the
+running policy in force.
 
-Without --pid or --pid-file only the check is done: the server has no
-control socket yet (the admin API, issue 8, will let this command reload it
-directly). Under systemd use "systemctl reload gatehouse" (ExecReload=kill
--HUP $MAINPID).`,
-		Example: `  gatehouse -c /etc/gatehouse/gatehouse.yaml policy reload --pid-file /run/gatehouse.pid
+By default the command asks the server over its admin API (admin.socket) and
+prints the version now in force, or why the server refused. With --pid or
+--pid-file it sends that process SIGHUP instead, which re-reads the
+configuration and the policy; the server then logs "policy reloaded" with the
+version, or why it refused. Under systemd, "systemctl reload gatehouse"
+(ExecReload=kill -HUP $MAINPID) does the same.`,
+		Example: `  gatehouse -c /etc/gatehouse/gatehouse.yaml policy reload
+  gatehouse -c /etc/gatehouse/gatehouse.yaml policy reload --pid-file /run/gatehouse.pid
   gatehouse -c gatehouse.yaml policy reload --pid 4242`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -417,11 +461,19 @@ directly). Under systemd use "systemctl reload gatehouse" (ExecReload=kill
 					return fmt.Errorf("--pid-file %s: no process id in it", pidFile)
 				}
 			}
-			if pid == 0 {
-				fmt.Fprintln(out, "not signalled: give --pid or --pid-file, or send the server SIGHUP (systemctl reload gatehouse)")
+			if pid == 0 && !cmd.Flags().Changed("pid") {
+				cl, err := adminClient(g)
+				if err != nil {
+					return fmt.Errorf("not reloaded: %w; give --pid or --pid-file to send SIGHUP", err)
+				}
+				var res server.PolicyReloadResult
+				if err := cl.Do(cmd.Context(), http.MethodPost, "/v1/policy/reload", nil, &res); err != nil {
+					return fmt.Errorf("not reloaded: %w", notRunningHint(err))
+				}
+				fmt.Fprintf(out, "reloaded: the server now enforces %s\n", res.Summary)
 				return nil
 			}
-			if pid < 0 {
+			if pid <= 0 {
 				return fmt.Errorf("--pid %d is not a process id", pid)
 			}
 			if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
@@ -431,7 +483,7 @@ directly). Under systemd use "systemctl reload gatehouse" (ExecReload=kill
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&pid, "pid", 0, "process id of the running server")
-	cmd.Flags().StringVar(&pidFile, "pid-file", "", "file holding the process id of the running server")
+	cmd.Flags().IntVar(&pid, "pid", 0, "process id of the running server: send it SIGHUP")
+	cmd.Flags().StringVar(&pidFile, "pid-file", "", "file holding the process id of the running server: send it SIGHUP")
 	return cmd
 }

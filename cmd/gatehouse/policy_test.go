@@ -144,7 +144,7 @@ func TestPolicyTestCommand(t *testing.T) {
 			`decision:  DENY policy-violation "Project X is confidential. (rule project-x)"`,
 			"archive:   rule=watch-irc,project-x policy_version=2026-11-23.1@"}},
 		{"intern", "", []string{"--from", "intern", "--to", "partner@irc.localhost", "--body", "hi"}, []string{
-			"(groups: interns)", `DENY not-allowed "Interns may not communicate`}},
+			"(groups: interns)", `DENY policy-violation "Interns may not communicate`}},
 		{"groups flag", "", []string{"--from", "alice", "--to", "bob@partner.example", "--groups", "interns", "--body", "hi"}, []string{
 			"outside bob@partner.example (remote)", "rule=interns-internal-only"}},
 		{"redaction", "", []string{"--from", "alice", "--to", "bob@partner.example", "--body", "card 4111 1111 1111 1111"}, []string{
@@ -213,8 +213,47 @@ func TestPolicyReloadCommand(t *testing.T) {
 		t.Fatal("a bad file was signalled")
 	default:
 	}
-	// Without a process: only the check.
-	if out := mustRun(t, "", "-c", cfg, "policy", "reload"); !strings.Contains(out, "not signalled") {
-		t.Fatalf("reload without pid: %q", out)
+	// Without --pid the admin API is asked; no server runs here.
+	if out, err := run(t, "", "-c", cfg, "policy", "reload"); err == nil || !strings.Contains(err.Error(), "no running server answers on the admin socket") ||
+		!strings.Contains(out, "policy OK") {
+		t.Fatalf("reload without a server: %v\n%s", err, out)
+	}
+}
+
+// TestPolicyTestBarriers: between two local users only the information
+// barriers apply; groups come from the data directory or the flags.
+func TestPolicyTestBarriers(t *testing.T) {
+	cfg := cliSetup(t)
+	barriers, err := filepath.Abs("../../testdata/policy/barriers.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"rita", "tom"} {
+		mustRun(t, "correct horse\n", "-c", cfg, "user", "add", u)
+	}
+	mustRun(t, "", "-c", cfg, "group", "create", "research")
+	mustRun(t, "", "-c", cfg, "group", "create", "trading")
+	mustRun(t, "", "-c", cfg, "group", "add", "research", "rita")
+	mustRun(t, "", "-c", cfg, "group", "add", "trading", "tom")
+	out := mustRun(t, "", "-c", cfg, "policy", "test", "--policy", barriers, "--from", "tom", "--to", "rita", "--body", "any news?")
+	for _, w := range []string{
+		"crossing:  internal, from tom@localhost (groups: trading) to rita@localhost (groups: research)",
+		"rule 1:    barrier    research-trading         deny    barrier between groups research and trading",
+		"notify:    research-trading → compliance@localhost",
+		`decision:  DENY not-allowed "An information barrier separates Research and Trading. (rule research-trading)"`,
+		"archive:   rule=research-trading policy_version=barriers-1@",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	out = mustRun(t, "", "-c", cfg, "policy", "test", "--policy", barriers, "--from", "tom", "--to", "rita", "--to-groups", "legal", "--body", "hi")
+	if !strings.Contains(out, "rule 1:    barrier    legal-trading-review     flag") || !strings.Contains(out, "decision:  ALLOW") {
+		t.Errorf("with --to-groups legal:\n%s", out)
+	}
+	// A policy without barriers: internal traffic is not evaluated.
+	if _, err := run(t, "", "-c", cfg, "policy", "test", "--from", "tom", "--to", "rita", "--body", "hi"); err == nil ||
+		!strings.Contains(err.Error(), "this policy has none") {
+		t.Fatalf("internal test under the example policy: %v", err)
 	}
 }

@@ -44,6 +44,7 @@ SIGHUP reloads the configuration file's reloadable settings.`,
 			if err != nil {
 				return err
 			}
+			srv.SetConfigLoader(g.load)
 			if err := srv.Listen(); err != nil {
 				return err
 			}
@@ -68,7 +69,7 @@ func reloadOnHUP(ctx context.Context, g *globals, srv *server.Server) {
 				fmt.Fprintln(os.Stderr, "gatehouse: reload refused, keeping the running config:", err)
 				continue
 			}
-			srv.Reload(cfg)
+			_ = srv.Reload(cfg) // the server logs what failed
 		}
 	}
 }
@@ -88,9 +89,10 @@ func newConfigCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}, &cobra.Command{
-		Use:   "default",
-		Short: "Print the embedded default configuration",
-		Args:  cobra.NoArgs,
+		Use:     "default",
+		Short:   "Print the embedded default configuration",
+		Example: "  gatehouse config default > gatehouse.yaml",
+		Args:    cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			_, _ = cmd.OutOrStdout().Write(config.DefaultYAML())
 		},
@@ -100,9 +102,10 @@ func newConfigCmd(g *globals) *cobra.Command {
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version",
+		Example: "  gatehouse version",
+		Args:    cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "gatehouse %s (%s %s/%s)\n", server.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},

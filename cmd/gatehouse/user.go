@@ -54,6 +54,13 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if exists, err := db.Exists(cmd.Context(), user); err != nil {
+				return err
+			} else if !exists {
+				if err := auditCLI(cmd.Context(), cfg, "user.add", user+"@"+cfg.Hosts[0]); err != nil {
+					return err
+				}
+			}
 			if err := db.CreateUser(cmd.Context(), user, creds); err != nil {
 				if errors.Is(err, storage.ErrUserExists) {
 					return fmt.Errorf("user %q already exists (use 'gatehouse user passwd %s' to change the password)", user, user)
@@ -84,6 +91,13 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if exists, err := db.Exists(cmd.Context(), user); err != nil {
+				return err
+			} else if exists {
+				if err := auditCLI(cmd.Context(), cfg, "user.passwd", user+"@"+cfg.Hosts[0]); err != nil {
+					return err
+				}
+			}
 			if err := db.SetCredentials(cmd.Context(), user, creds); err != nil {
 				if errors.Is(err, storage.ErrNoUser) {
 					return fmt.Errorf("no user %q (see 'gatehouse user list')", user)
@@ -101,7 +115,21 @@ func newUserCmd(g *globals) *cobra.Command {
 		Example: `  gatehouse user delete alice`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, db, user, err := openForUser(cmd, g, args[0])
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			// A running server deletes the account itself, so that its
+			// sessions end and nothing of it stays cached.
+			var res server.DeleteUserResult
+			if ran, err := userViaServer(cmd, cfg, args[0], "delete", &res); ran {
+				if err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", strings.SplitN(res.Deleted, "@", 2)[0])
+					printKicked(cmd, res.Kicked)
+				}
+				return err
+			}
+			cfg, db, user, err := userOnDisk(cmd, g, args[0], "delete")
 			if err != nil {
 				return err
 			}
@@ -143,7 +171,8 @@ func newUserCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(add, passwd, del, list, newSetManagerCmd(g))
+	cmd.AddCommand(add, passwd, del, list, newSetManagerCmd(g), newUserShowCmd(g))
+	cmd.AddCommand(newUserLockCmds(g)...)
 	return cmd
 }
 

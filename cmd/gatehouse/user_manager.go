@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -31,6 +32,9 @@ user whose traffic they acted on. Deleting either account removes the link.`,
 				return err
 			}
 			defer db.Close()
+			if err := auditCLI(cmd.Context(), cfg, "user.set-manager", strings.Join(args, " ")); err != nil {
+				return err
+			}
 			if clear {
 				if err := db.ClearManager(cmd.Context(), user); err != nil {
 					if errors.Is(err, storage.ErrNotFound) {

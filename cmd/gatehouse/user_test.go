@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"io"
 	"os"
 	"path/filepath"
@@ -86,6 +87,18 @@ func TestUserCommands(t *testing.T) {
 	}
 	if !auth.VerifyPassword(creds, "battery staple") || auth.VerifyPassword(creds, "correct horse") {
 		t.Fatal("passwd did not replace the credentials")
+	}
+	// Each change is in the compliance archive's admin log, with who did it.
+	adb, err := sql.Open("sqlite3", "file:"+filepath.Join(dataDir, "archive.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adb.Close()
+	for action, want := range map[string]int{"user.add": 2, "user.passwd": 1, "user.delete": 1} {
+		var n int
+		if err := adb.QueryRow(`SELECT count(*) FROM admin_actions WHERE action = ? AND origin = 'cli' AND actor LIKE 'os:%'`, action).Scan(&n); err != nil || n != want {
+			t.Errorf("%s rows in admin_actions = %d (%v), want %d", action, n, err, want)
+		}
 	}
 	for _, pw := range []string{"battery staple", "correct horse", "from-a-file-123"} {
 		files, _ := filepath.Glob(filepath.Join(dataDir, "*"))

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -48,6 +50,12 @@ const (
 	checkpointInterval = time.Second
 	// journalSizeLimit caps the WAL file kept on disk after a reset.
 	journalSizeLimit = 64 << 20
+	// ftsMaxLag is how many rows may wait for the full-text index while
+	// the writer is busy (one large pass is much cheaper per row than
+	// many small ones); ftsIdle how long the writer must have been idle
+	// before it indexes fewer.
+	ftsMaxLag = 4096
+	ftsIdle   = 20 * time.Millisecond
 )
 
 // Options configure Open.
@@ -77,6 +85,10 @@ type Options struct {
 	Log logrus.FieldLogger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+
+	// maxPageCount caps the database size in pages (tests: a full disk
+	// without filling one).
+	maxPageCount int
 }
 
 // Receipt says where a record went.
@@ -93,9 +105,16 @@ type Archive struct {
 	now  func() time.Time
 	id   string
 
+	// onCommit, when set, is told each group commit's size and duration
+	// (the server's metrics).
+	onCommit atomic.Pointer[func(rows int, d time.Duration, err error)]
+
 	w    *sql.DB // the single writer connection
 	r    *sql.DB // readers (search, export, verify)
 	ckpt *sql.DB // WAL checkpoints, off the commit path
+	// idx fills the full-text index for the writer goroutine, without
+	// fsync (synchronous=OFF): the index is derived data (see indexFTS).
+	idx *sql.DB
 
 	insRecord *sql.Stmt
 	insDetail map[RecordType]*sql.Stmt
@@ -109,15 +128,18 @@ type Archive struct {
 	ckDone chan struct{}
 
 	anchorSeq int64 // writer goroutine only
+	// committed is the newest seq this writer committed, indexed the
+	// newest seq it knows to be in the full-text index (writer only).
+	committed, indexed int64
 }
 
 type request struct {
-	rec  Record
-	job  func(ctx context.Context, ap *appender) error
+	rec Record
+	job func(ctx context.Context, ap *appender) error
 	// anchor asks the writer to anchor the head now (outside any
 	// transaction: the writer's one connection is free then).
 	anchor bool
-	done chan result // capacity 1: the writer never blocks on a reply
+	done   chan result // capacity 1: the writer never blocks on a reply
 }
 
 type result struct {
@@ -170,9 +192,13 @@ func Open(ctx context.Context, opts Options) (*Archive, error) {
 	common := fmt.Sprintf("_busy_timeout=%d", opts.LockTimeout.Milliseconds())
 	// Auto-checkpoints would run inside a commit and add their fsync to
 	// the latency a crossing pays; the checkpointer goroutine does them.
+	winit := []string{"PRAGMA wal_autocheckpoint = 0", fmt.Sprintf("PRAGMA journal_size_limit = %d", journalSizeLimit)}
+	if opts.maxPageCount > 0 {
+		winit = append(winit, fmt.Sprintf("PRAGMA max_page_count = %d", opts.maxPageCount))
+	}
 	a.w = sql.OpenDB(connector{
 		dsn:  base + "?mode=rw&_txlock=immediate&_journal_mode=WAL&_synchronous=" + sync + "&" + common,
-		init: []string{"PRAGMA wal_autocheckpoint = 0", fmt.Sprintf("PRAGMA journal_size_limit = %d", journalSizeLimit)},
+		init: winit,
 	})
 	a.w.SetMaxOpenConns(1)
 	a.w.SetMaxIdleConns(1)
@@ -200,6 +226,8 @@ func Open(ctx context.Context, opts Options) (*Archive, error) {
 	a.r.SetMaxIdleConns(4)
 	a.ckpt = sql.OpenDB(connector{dsn: base + "?mode=rw&" + common})
 	a.ckpt.SetMaxOpenConns(1)
+	a.idx = sql.OpenDB(connector{dsn: base + "?mode=rw&_txlock=immediate&_synchronous=OFF&" + common})
+	a.idx.SetMaxOpenConns(1)
 	if a.insRecord, err = a.w.PrepareContext(ctx, `INSERT INTO records (seq, record_type, ts_ms, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
 		return fail(fmt.Errorf("archive: prepare: %w", err))
 	}
@@ -220,6 +248,10 @@ func Open(ctx context.Context, opts Options) (*Archive, error) {
 	// The first tick anchors whatever the head is: rows committed after
 	// the previous run's last anchor (a crash) get anchored promptly.
 	a.anchorSeq = -1
+	// Rows committed before a crash may not be indexed yet.
+	if err := a.indexFTS(ctx); err != nil {
+		return fail(err)
+	}
 	go a.run()
 	go a.checkpointer()
 	return a, nil
@@ -241,7 +273,7 @@ func (a *Archive) closeDBs() {
 	if a.headStmt != nil {
 		_ = a.headStmt.Close()
 	}
-	for _, db := range []*sql.DB{a.r, a.ckpt, a.w} {
+	for _, db := range []*sql.DB{a.r, a.ckpt, a.idx, a.w} {
 		if db != nil {
 			_ = db.Close()
 		}
@@ -319,19 +351,34 @@ func (a *Archive) run() {
 	defer ticker.Stop()
 	batch := make([]*request, 0, a.opts.MaxBatch)
 	var held *request
+	// idle fires when the writer had nothing to do for ftsIdle with text
+	// left to index; nil while not armed.
+	idleTimer := time.NewTimer(time.Hour)
+	idleTimer.Stop()
+	defer idleTimer.Stop()
+	var idle <-chan time.Time
 	for {
 		req := held
 		held = nil
 		if req == nil {
+			if idle == nil && a.committed > a.indexed {
+				idleTimer.Reset(ftsIdle)
+				idle = idleTimer.C
+			}
 			select {
 			case r, ok := <-a.queue:
 				if !ok {
+					a.indexLogged()
 					a.anchor()
 					return
 				}
 				req = r
 			case <-ticker.C:
 				a.anchor()
+				continue
+			case <-idle:
+				idle = nil
+				a.indexLogged()
 				continue
 			}
 		}
@@ -366,16 +413,30 @@ func (a *Archive) run() {
 		a.commit(batch)
 		clear(batch)
 		if closed {
+			a.indexLogged()
 			a.anchor()
 			return
+		}
+		// Index the text off the commit path: once the writer has been
+		// idle for ftsIdle (above), or when a busy writer has let too
+		// much pile up.
+		if a.committed-a.indexed >= ftsMaxLag {
+			a.indexLogged()
 		}
 	}
 }
 
 // commit writes a batch in one transaction (one fsync) and answers every
 // request in it.
+// SetCommitObserver sets f to be told each group commit's size, duration
+// and error. f must not block.
+func (a *Archive) SetCommitObserver(f func(rows int, d time.Duration, err error)) {
+	a.onCommit.Store(&f)
+}
+
 func (a *Archive) commit(batch []*request) {
 	ctx := context.Background()
+	start := time.Now()
 	rcs := make([]Receipt, len(batch))
 	ap, err := a.begin(ctx)
 	if err == nil {
@@ -392,6 +453,11 @@ func (a *Archive) commit(batch []*request) {
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		a.log.WithError(err).WithField("rows", len(batch)).Error("compliance archive: commit failed; the records were not written")
+	} else {
+		a.committed = rcs[len(rcs)-1].Seq
+	}
+	if f := a.onCommit.Load(); f != nil {
+		(*f)(len(batch), time.Since(start), err)
 	}
 	// Nobody hears of a row before its transaction committed.
 	for i, req := range batch {
@@ -410,6 +476,76 @@ func (a *Archive) runJob(req *request) {
 		ap.rollback()
 	}
 	req.done <- result{err: err}
+}
+
+// indexFTS adds the text of every stanza row committed since the last
+// run (by any process) to the full-text index, in a transaction of its
+// own on the idx connection. Writer goroutine only (or before it starts),
+// so it never competes with the writer's own commits.
+//
+// The index is derived data: its commit is not fsync'd. The next record
+// commit's fsync covers it, since the WAL is written in order; a power
+// cut before that loses only index entries (and the watermark with them),
+// which the next Open re-creates.
+func (a *Archive) indexFTS(ctx context.Context) error {
+	tx, err := a.idx.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("archive: full-text index: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var head int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM records`).Scan(&head); err != nil {
+		return fmt.Errorf("archive: full-text index: %w", err)
+	}
+	done, err := indexFTS(ctx, tx, head)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("archive: full-text index: %w", err)
+	}
+	a.indexed = done
+	return nil
+}
+
+// indexLogged runs indexFTS and logs a failure: the rows are committed
+// either way, and the next run picks them up.
+func (a *Archive) indexLogged() {
+	if err := a.indexFTS(context.Background()); err != nil {
+		a.log.WithError(err).Warn("compliance archive: updating the full-text index failed; will retry")
+	}
+}
+
+// IndexNow brings the full-text index up to date with every committed row
+// (searches call it; the writer otherwise indexes when idle).
+func (a *Archive) IndexNow(ctx context.Context) error {
+	return a.do(ctx, func(ctx context.Context, ap *appender) error { return ap.indexFTS(ctx) })
+}
+
+// indexFTS indexes the appender's transaction up to its head.
+func (ap *appender) indexFTS(ctx context.Context) error {
+	_, err := indexFTS(ctx, ap.tx, ap.head.Seq)
+	return err
+}
+
+// indexFTS indexes the stanza rows after archive_info.fts_indexed_seq up
+// to head inside tx, and returns the new watermark.
+func indexFTS(ctx context.Context, tx *sql.Tx, head int64) (int64, error) {
+	var done int64
+	if err := tx.QueryRowContext(ctx, `SELECT CAST(value AS INTEGER) FROM archive_info WHERE key = 'fts_indexed_seq'`).Scan(&done); err != nil {
+		return 0, fmt.Errorf("archive: full-text index: %w", err)
+	}
+	if done >= head {
+		return done, nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO stanzas_fts (docid, subject, body)
+		SELECT seq, subject, body FROM stanzas WHERE seq > ? AND seq <= ? AND (body IS NOT NULL OR subject IS NOT NULL)`, done, head); err != nil {
+		return 0, fmt.Errorf("archive: full-text index: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE archive_info SET value = ? WHERE key = 'fts_indexed_seq'`, strconv.FormatInt(head, 10)); err != nil {
+		return 0, fmt.Errorf("archive: full-text index: %w", err)
+	}
+	return head, nil
 }
 
 // Head is the newest row of the chain.
@@ -459,9 +595,6 @@ func (a *Archive) begin(ctx context.Context) (*appender, error) {
 		_ = tx.Rollback()
 		return nil, err
 	}
-	// One timestamp per transaction, never before the head's: ts_ms does
-	// not decrease along seq, which Prune and reviewers rely on.
-	ap.ts = max(a.now().UnixMilli(), ap.head.TsMS)
 	ap.rec = tx.StmtContext(ctx, a.insRecord)
 	return ap, nil
 }
@@ -472,6 +605,13 @@ func (ap *appender) append(ctx context.Context, rec Record) (Receipt, error) {
 	if st == nil {
 		st = ap.tx.StmtContext(ctx, ap.a.insDetail[typ])
 		ap.stmts[typ] = st
+	}
+	if ap.ts == 0 {
+		// One timestamp per transaction, never before the head's: ts_ms
+		// does not decrease along seq, which Prune and reviewers rely
+		// on. Read at the first row: a transaction that appends nothing
+		// (indexing) does not consult the clock.
+		ap.ts = max(ap.a.now().UnixMilli(), ap.head.TsMS)
 	}
 	seq := ap.head.Seq + 1
 	ap.vals = append(ap.vals[:0], seq, ap.ts, utcText(ap.ts))

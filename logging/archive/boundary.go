@@ -26,54 +26,105 @@ const RefusedText = "the compliance archive is unavailable; try again later"
 // committed the crossing is refused with resource-constraint, unless the
 // boundary was built fail-open.
 type Boundary struct {
-	inner    router.Boundary
-	a        *Archive
-	failOpen bool
-	log      logrus.FieldLogger
-	limit    logLimiter
+	inner router.Boundary
+	a     *Archive
+	o     BoundaryOptions
+	log   logrus.FieldLogger
+	limit logLimiter
 }
 
-// NewBoundary wraps inner (nil: router.PassThrough). failOpen lets a
-// crossing through unrecorded when the archive fails
-// (on_archive_failure: allow); the failure is logged either way.
-func NewBoundary(inner router.Boundary, a *Archive, failOpen bool, log logrus.FieldLogger) *Boundary {
+// BoundaryOptions configure a Boundary.
+type BoundaryOptions struct {
+	// FailOpen lets a crossing through unrecorded when the archive fails
+	// (on_archive_failure: allow); the failure is logged either way.
+	FailOpen bool
+	// Presence records availability presence (available, unavailable,
+	// probes and presence errors) too. Subscription requests and answers
+	// are recorded either way.
+	Presence bool
+	// Log receives the operator-level line for every crossing that could
+	// not be recorded (at most one a second); nil: the archive's log.
+	Log logrus.FieldLogger
+	// Attribute names the account behind a local address that speaks for
+	// one (a group-chat nick); the row's account is then that user, its
+	// local_jid the address as it crossed. nil: rows name the address.
+	Attribute func(jid.JID) (jid.JID, bool)
+}
+
+// NewBoundary wraps inner (nil: router.PassThrough).
+func NewBoundary(inner router.Boundary, a *Archive, o BoundaryOptions) *Boundary {
 	if inner == nil {
 		inner = router.PassThrough{}
 	}
+	log := o.Log
 	if log == nil {
 		log = a.log
 	}
-	return &Boundary{inner: inner, a: a, failOpen: failOpen, log: log, limit: logLimiter{every: time.Second}}
+	return &Boundary{inner: inner, a: a, o: o, log: log, limit: logLimiter{every: time.Second}}
 }
 
 // Inner returns the wrapped boundary.
 func (b *Boundary) Inner() router.Boundary { return b.inner }
 
+// Records reports whether a stanza is in scope: everything but
+// availability presence, which only Presence adds.
+func Records(st *stanza.Stanza, presence bool) bool {
+	if st.Kind != stanza.KindPresence || presence {
+		return true
+	}
+	switch st.Type {
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		return true
+	}
+	return false
+}
+
 // Cross implements router.Boundary.
 func (b *Boundary) Cross(ctx context.Context, env *router.Envelope) (router.Decision, error) {
+	if !Records(env.Stanza, b.o.Presence) {
+		return b.inner.Cross(ctx, env)
+	}
 	// Serialize before the policy runs: it may redact or add a
 	// disclaimer, and the record keeps what the sender sent.
 	rec := FromEnvelope(env)
+	if b.o.Attribute != nil {
+		if local, err := jid.Parse(rec.LocalJID); err == nil {
+			if real, ok := b.o.Attribute(local); ok {
+				rec.Account = real.Bare().String()
+			}
+		}
+	}
+	files := fileOffers(env.Stanza)
 	dec, err := b.inner.Cross(ctx, env)
 	if err != nil {
 		// The router refuses the crossing; record the attempt if we can
 		// (what was refused and why belongs in the record too).
 		rec.Verdict, rec.DenyCondition, rec.DenyText = Error, string(stanza.ResourceConstraint), err.Error()
-		if _, aerr := b.a.Append(ctx, rec); aerr != nil {
+		if aerr := b.record(ctx, rec, files); aerr != nil {
 			b.failed(env, aerr)
 		}
 		return dec, err
 	}
 	rec.SetDecision(dec, env.Stanza)
-	if _, aerr := b.a.Append(ctx, rec); aerr != nil {
+	if aerr := b.record(ctx, rec, files); aerr != nil {
 		b.failed(env, aerr)
-		if b.failOpen || dec.Verdict == router.Deny {
+		if b.o.FailOpen || dec.Verdict == router.Deny {
 			return dec, nil
 		}
 		return router.Decision{Verdict: router.Deny, Condition: stanza.ResourceConstraint, Text: RefusedText,
 			Rule: "archive", PolicyVersion: dec.PolicyVersion}, nil
 	}
 	return dec, nil
+}
+
+// record commits the stanza row, and with it a file_transfers row for
+// each file the stanza offers.
+func (b *Boundary) record(ctx context.Context, rec *Stanza, files []fileOffer) error {
+	if len(files) == 0 {
+		_, err := b.a.Append(ctx, rec)
+		return err
+	}
+	return b.a.appendWithFiles(ctx, rec, files)
 }
 
 // failed writes the operator-level log line for a crossing the archive
@@ -85,7 +136,7 @@ func (b *Boundary) failed(env *router.Envelope, err error) {
 	}
 	st := env.Stanza
 	action := "refused with resource-constraint"
-	if b.failOpen {
+	if b.o.FailOpen {
 		action = "delivered UNRECORDED (on_archive_failure: allow)"
 	}
 	b.log.WithError(err).WithFields(logrus.Fields{

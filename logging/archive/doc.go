@@ -24,7 +24,13 @@
 //
 // Full-text search uses SQLite's FTS4, which mattn/go-sqlite3 compiles by
 // default (FTS5 needs the sqlite_fts5 build tag; see docs/archive.md for
-// why FTS4 was chosen).
+// why FTS4 was chosen). The writer fills the index after committing, in
+// batches (schema version 2), so a crossing never waits for it; text
+// searches through this package catch the index up first.
+//
+// Boundary also records the files a stanza offers (out-of-band URLs,
+// stateless file sharing, Jingle and SI offers) as file_transfers rows in
+// the stanza's own transaction.
 //
 // The package imports xmpp/router and xmpp/stanza for its Boundary (the
 // recording router.Boundary) and nothing else of Gatehouse. It must not

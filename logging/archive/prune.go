@@ -89,6 +89,11 @@ func (a *Archive) Prune(ctx context.Context, o PruneOptions) (PruneResult, error
 func (a *Archive) pruneChunk(ctx context.Context, ap *appender, o PruneOptions, st *pruneState, res *PruneResult) error {
 	tx := ap.tx
 	cutoff := o.Before.UnixMilli()
+	// Removing a row takes its text out of the full-text index, which
+	// therefore must hold it (the writer indexes after committing).
+	if err := ap.indexFTS(ctx); err != nil {
+		return err
+	}
 	holds, err := listHolds(ctx, tx, false)
 	if err != nil {
 		return err

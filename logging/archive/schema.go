@@ -282,6 +282,14 @@ SELECT seq, ts_ms, ts_utc, 'checkpoint', NULL, NULL, NULL,
        actor || ' pruned ' || rows_pruned || ' rows older than ' || strftime('%Y-%m-%dT%H:%M:%SZ', before_ms / 1000, 'unixepoch')
 FROM checkpoints;
 `,
+	// 2: the full-text index is filled by the writer after each commit
+	// (Archive.indexFTS), in batches and off the crossing's commit path,
+	// instead of by a trigger inside it. archive_info.fts_indexed_seq is
+	// the highest seq whose text is indexed.
+	`
+DROP TRIGGER stanzas_fts_ai;
+INSERT INTO archive_info (key, value) SELECT 'fts_indexed_seq', coalesce(max(seq), 0) FROM records;
+`,
 }
 
 // SchemaVersion is the schema version this build writes.

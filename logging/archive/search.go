@@ -102,6 +102,9 @@ var stanzaCols = func() string {
 
 // Count returns how many stanza rows match f (ignoring Limit).
 func (a *Archive) Count(ctx context.Context, f Filter) (int64, error) {
+	if err := a.textReady(ctx, f); err != nil {
+		return 0, err
+	}
 	where, args := f.where()
 	var n int64
 	if err := a.r.QueryRowContext(ctx, `SELECT count(*) FROM stanzas WHERE `+where, args...).Scan(&n); err != nil {
@@ -135,7 +138,20 @@ func (a *Archive) audit(ctx context.Context, by Actor, action, target string, de
 	return nil
 }
 
+// textReady brings the full-text index up to date before a text search:
+// the writer indexes in batches after committing, so the newest rows may
+// not be in it yet.
+func (a *Archive) textReady(ctx context.Context, f Filter) error {
+	if f.Text == "" {
+		return nil
+	}
+	return a.IndexNow(ctx)
+}
+
 func (a *Archive) scan(ctx context.Context, f Filter, order string, fn func(*StanzaRow) error) (int64, error) {
+	if err := a.textReady(ctx, f); err != nil {
+		return 0, err
+	}
 	where, args := f.where()
 	q := `SELECT ` + stanzaCols + ` FROM stanzas WHERE ` + where + ` ORDER BY ` + order
 	if f.Limit > 0 {

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"errors"
 	"net"
 	"strings"
@@ -40,18 +41,41 @@ func startDNS(t *testing.T) *dnsServer {
 // Addr is host:port of the server.
 func (d *dnsServer) Addr() *net.UDPAddr { return d.pc.LocalAddr().(*net.UDPAddr) }
 
+// SRV targets. The peers' own resolvers differ: ejabberd resolves SRV
+// targets with the C library (getaddrinfo), which would ask the system's
+// resolvers for a made-up name, so records the peers read (Gatehouse's)
+// name the address itself. Go's resolver, which reads the peers' records,
+// refuses numeric targets; "localhost" it finds in /etc/hosts.
+const (
+	targetForPeers     = "127.0.0.1."
+	targetForGatehouse = "localhost."
+)
+
 // addServer publishes domain at 127.0.0.1 with an _xmpp-server SRV
-// record for port.
-func (d *dnsServer) addServer(domain string, port int) {
+// record for port with target.
+func (d *dnsServer) addServer(domain string, port int, target string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fq := dnsName(domain)
 	d.a[fq] = true
-	// The SRV target is the address itself: ejabberd resolves targets
-	// with the C library (getaddrinfo), which would ask the system's
-	// resolvers for a made-up name; a numeric target needs no lookup.
-	target := dnsmessage.MustNewName("127.0.0.1.")
-	d.srv["_xmpp-server._tcp."+fq] = []dnsmessage.SRVResource{{Priority: 0, Weight: 0, Port: uint16(port), Target: target}}
+	d.srv["_xmpp-server._tcp."+fq] = []dnsmessage.SRVResource{{Priority: 0, Weight: 0, Port: uint16(port), Target: dnsmessage.MustNewName(target)}}
+}
+
+// addDirectTLS publishes an _xmpps-server SRV record (XEP-0368) for
+// domain at port with target.
+func (d *dnsServer) addDirectTLS(domain string, port int, target string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.srv["_xmpps-server._tcp."+dnsName(domain)] = []dnsmessage.SRVResource{{Priority: 0, Weight: 0, Port: uint16(port), Target: dnsmessage.MustNewName(target)}}
+}
+
+// resolver returns a Go resolver that asks only this server.
+func (d *dnsServer) resolver() *net.Resolver {
+	addr := d.Addr().String()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "udp", addr)
+	}}
 }
 
 func dnsName(s string) string {

@@ -4,7 +4,8 @@
 // a test CA the test creates. The peers find Gatehouse through a small DNS
 // server the test runs on 127.0.0.1 (SRV and A records for the test
 // domains only): Prosody through libunbound's forwarder option, ejabberd
-// through an Erlang inetrc file. Gatehouse reaches them with static routes.
+// through an Erlang inetrc file. Gatehouse reaches them through the same
+// server in the dialback scenario and with static routes otherwise.
 //
 // .ci/deps.sh installs the servers. A test whose server is missing skips,
 // except with CI=true, where it fails. -short skips the package (outside

@@ -127,7 +127,7 @@ modules:
 	// node name needs it).
 	writeFile(t, filepath.Join(j.dir, "inetrc"), fmt.Sprintf(
 		"{resolv_conf, \"\"}.\n{lookup, [file, dns]}.\n{nameserver, {127,0,0,1}, %d}.\n{search, []}.\n{timeout, 1000}.\n{retry, 2}.\n", e.dns.Addr().Port))
-	e.dns.addServer(ejabberdDomain, j.s2s)
+	e.dns.addServer(ejabberdDomain, j.s2s, targetForGatehouse)
 	j.epmdProc = startProc(t, exec.Command(j.epmd, "-port", strconv.Itoa(j.epmdPort), "-address", "127.0.0.1"), filepath.Join(j.dir, "epmd.out"))
 	t.Cleanup(func() { j.epmdProc.stop(t) })
 	waitPort(t, j.epmdPort, j.epmdProc.exited, filepath.Join(j.dir, "epmd.out"))
@@ -143,7 +143,13 @@ func (j *ejabberd) env() []string {
 
 func (j *ejabberd) domain() string  { return ejabberdDomain }
 func (j *ejabberd) logFile() string { return j.log }
-func (j *ejabberd) s2sAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(j.s2s)) }
+func (j *ejabberd) directTLS() bool { return false }
+
+// directTLSIn: ejabberd reads both SRV records but picks among records of
+// equal priority and weight at random, so its link to Gatehouse is on
+// direct TLS in some runs and on STARTTLS in others.
+func (j *ejabberd) directTLSIn() (direct, sure bool) { return false, false }
+func (j *ejabberd) s2sAddr() string                  { return net.JoinHostPort("127.0.0.1", strconv.Itoa(j.s2s)) }
 
 func (j *ejabberd) start(t *testing.T) {
 	t.Helper()

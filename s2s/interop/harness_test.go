@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"gatehouse/s2s"
 	"gatehouse/s2s/s2stest"
 	"gatehouse/xmpp/config"
 	"gatehouse/xmpp/stanza"
@@ -165,6 +166,13 @@ type peer interface {
 	s2sAddr() string
 	// logFile is the peer's log, shown when a test fails.
 	logFile() string
+	// directTLS reports whether the peer publishes an _xmpps-server
+	// record (XEP-0368 direct TLS).
+	directTLS() bool
+	// directTLSIn reports whether the peer's own link to Gatehouse, when
+	// it opens one, uses Gatehouse's _xmpps-server record (direct TLS);
+	// sure is false when the peer does not decide that predictably.
+	directTLSIn() (direct, sure bool)
 }
 
 // peerOptions says how a peer is set up for a scenario.
@@ -191,6 +199,7 @@ type ghOptions struct {
 	trustCA      bool // trust the test CA and require verified certificates
 	deny         []string
 	queueTimeout time.Duration
+	dns          bool // resolve peers through the test DNS server
 }
 
 func newEnv(t *testing.T, o ghOptions) *env {
@@ -220,17 +229,31 @@ func newEnv(t *testing.T, o ghOptions) *env {
 		c.S2S.HandshakeTimeout = config.Duration(20 * time.Second)
 	})
 	e.gh.AddUser(t, "alice", password)
-	st, _ := e.gh.S2SAddrs()
-	_, port, _ := net.SplitHostPort(st[0])
-	p, _ := strconv.Atoi(port)
-	e.dns.addServer(ghDomain, p)
+	st, dt := e.gh.S2SAddrs()
+	e.dns.addServer(ghDomain, portOf(st[0]), targetForPeers)
+	e.dns.addDirectTLS(ghDomain, portOf(dt[0]), targetForPeers)
 	return e
 }
 
-// connect points Gatehouse at the started peer.
+func portOf(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return p
+}
+
+// connect points Gatehouse at the started peer with a static route.
 func (e *env) connect(t *testing.T) {
 	t.Helper()
 	if err := e.gh.SetS2SRoute(e.peer.domain(), e.peer.s2sAddr()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// useDNS makes Gatehouse find peers through the test's DNS server (SRV
+// records) instead of static routes.
+func (e *env) useDNS(t *testing.T) {
+	t.Helper()
+	if err := e.gh.SetS2SDNS(e.dns.resolver()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -287,13 +310,22 @@ func isError(body string) func(*stanza.Stanza) bool {
 
 // linkMethod returns the method of Gatehouse's link with the peer in dir.
 func linkMethod(e *env, dir string) string {
+	return linkOf(e, dir).Method
+}
+
+// linkOf returns Gatehouse's link with the peer in dir (zero if none).
+func linkOf(e *env, dir string) s2s.LinkInfo {
 	for _, l := range e.gh.S2S().Links() {
 		if l.Direction == dir && l.Remote == e.peer.domain() {
-			return l.Method
+			return l
 		}
 	}
-	return ""
+	return s2s.LinkInfo{}
 }
+
+// outBidi reports whether Gatehouse's outbound link with the peer
+// negotiated XEP-0288 (the peer sends back over it).
+func outBidi(e *env) bool { return linkOf(e, "out").Bidi }
 
 // waitLink polls Gatehouse's link table (no notification exists).
 func waitLink(t *testing.T, e *env, dir string) string {

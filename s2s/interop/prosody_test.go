@@ -22,6 +22,7 @@ type prosody struct {
 	dir, cfg string
 	log      string
 	c2s, s2s int
+	s2sTLS   int // direct TLS (XEP-0368), published in DNS
 	p        *proc
 }
 
@@ -31,7 +32,7 @@ func newProsody(t *testing.T, e *env, o peerOptions) *prosody {
 	ctl := requireCmd(t, "prosodyctl")
 	dir := t.TempDir()
 	p := &prosody{e: e, bin: bin, ctl: ctl, dir: dir, cfg: filepath.Join(dir, "prosody.cfg.lua"),
-		log: filepath.Join(dir, "prosody.log"), c2s: freePort(t), s2s: freePort(t)}
+		log: filepath.Join(dir, "prosody.log"), c2s: freePort(t), s2s: freePort(t), s2sTLS: freePort(t)}
 	cert := e.ca.Issue(t, prosodyDomain)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ c2s_interfaces = { "127.0.0.1" }
 s2s_ports = { %[6]d }
 s2s_interfaces = { "127.0.0.1" }
 c2s_direct_tls_ports = {}
-s2s_direct_tls_ports = {}
+s2s_direct_tls_ports = { %[12]d }
 http_ports = {}
 https_ports = {}
 component_ports = {}
@@ -87,14 +88,19 @@ ssl = %[9]s
 VirtualHost %[11]s
 	ssl = %[9]s
 `, q(filepath.Join(dir, "prosody.pid")), q(filepath.Join(dir, "data")), q(dir), q(p.log), p.c2s, p.s2s, secure,
-		q(fmt.Sprintf("127.0.0.1@%d", e.dns.Addr().Port)), ssl.String(), blocked, q(prosodyDomain)))
-	e.dns.addServer(prosodyDomain, p.s2s)
+		q(fmt.Sprintf("127.0.0.1@%d", e.dns.Addr().Port)), ssl.String(), blocked, q(prosodyDomain), p.s2sTLS))
+	e.dns.addServer(prosodyDomain, p.s2s, targetForGatehouse)
+	e.dns.addDirectTLS(prosodyDomain, p.s2sTLS, targetForGatehouse)
 	return p
 }
 
 func (p *prosody) domain() string  { return prosodyDomain }
 func (p *prosody) logFile() string { return p.log }
-func (p *prosody) s2sAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.s2s)) }
+func (p *prosody) directTLS() bool { return true }
+
+// directTLSIn: Prosody tries _xmpps-server before _xmpp-server.
+func (p *prosody) directTLSIn() (direct, sure bool) { return true, true }
+func (p *prosody) s2sAddr() string                  { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.s2s)) }
 
 func (p *prosody) start(t *testing.T) {
 	t.Helper()

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 type newPeer func(t *testing.T, e *env, o peerOptions) peer
 
 // setup starts Gatehouse and the peer with user alice on Gatehouse and
-// pat on the peer.
+// pat on the peer. Gatehouse reaches the peer by a static route, or with
+// gho.dns through the DNS server.
 func setup(t *testing.T, mk newPeer, gho ghOptions, po peerOptions) *env {
 	t.Helper()
 	e := newEnv(t, gho)
@@ -27,7 +29,11 @@ func setup(t *testing.T, mk newPeer, gho ghOptions, po peerOptions) *env {
 		}
 		e.peer.stop(t)
 	})
-	e.connect(t)
+	if gho.dns {
+		e.useDNS(t)
+	} else {
+		e.connect(t)
+	}
 	return e
 }
 
@@ -41,15 +47,35 @@ func runScenarios(t *testing.T, mk newPeer) {
 		{"dialback", false, s2s.MethodDialback},
 	} {
 		t.Run(auth.name, func(t *testing.T) {
-			e := setup(t, mk, ghOptions{trustCA: auth.trust}, peerOptions{trustCA: auth.trust})
+			// With dialback, Gatehouse finds the peer through DNS SRV
+			// (direct TLS first where the peer publishes it, as Prosody
+			// does here), for its link and for the dialback callback.
+			e := setup(t, mk, ghOptions{trustCA: auth.trust, dns: !auth.trust}, peerOptions{trustCA: auth.trust})
 			conversation(t, e)
+			t.Logf("links: %+v", e.gh.S2S().Links())
 			if m := waitLink(t, e, "out"); m != auth.method {
 				t.Errorf("outbound link authenticated with %s, want %s", m, auth.method)
 			}
-			// Over a verified certificate the peer may reuse our stream
-			// (XEP-0288): then it has no stream of its own to us.
-			if m := linkMethod(e, "in"); m != "" && m != auth.method && !(auth.method == s2s.MethodDialback && m == s2s.MethodDialbackCert) {
-				t.Errorf("inbound link authenticated with %s, want %s", m, auth.method)
+			// The peer's stanzas to us came either over a stream of its
+			// own, authenticated the same way, or over ours when it took
+			// up our XEP-0288 offer (only made over a verified
+			// certificate).
+			// Over DNS, Gatehouse took the direct TLS record where the
+			// peer published one (XEP-0368: first at equal priority).
+			if peer := linkOf(e, "out").Peer; !auth.trust && strings.HasPrefix(peer, "tls://") != e.peer.directTLS() {
+				t.Errorf("outbound link to %s, want direct TLS %v", peer, e.peer.directTLS())
+			}
+			in, bidi := linkMethod(e, "in"), outBidi(e)
+			switch {
+			case in == "" && !bidi:
+				t.Errorf("the peer reached us over neither an inbound link nor our bidi stream: %+v", e.gh.S2S().Links())
+			case bidi && !auth.trust:
+				t.Errorf("bidi negotiated on our stream without a verified certificate")
+			case in != "" && in != auth.method:
+				t.Errorf("inbound link authenticated with %s, want %s", in, auth.method)
+			}
+			if direct, sure := e.peer.directTLSIn(); in != "" && sure && strings.HasPrefix(linkOf(e, "in").Peer, "tls://") != direct {
+				t.Errorf("inbound link from %s, want direct TLS %v", linkOf(e, "in").Peer, direct)
 			}
 		})
 	}

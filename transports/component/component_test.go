@@ -592,6 +592,7 @@ func TestServerComponentConfig(t *testing.T) {
 			cfg.DataDir = t.TempDir()
 			cfg.C2S.Listen = []string{"127.0.0.1:0"}
 			cfg.C2S.ListenTLS = nil
+			cfg.Upload.Listen = "127.0.0.1:0" // on by default; tests run side by side
 			cfg.Components.Listen = []string{"127.0.0.1:0"}
 			cfg.Components.Transports = []config.Component{tc.comp}
 			if err := cfg.Validate(); err != nil {

@@ -64,6 +64,13 @@ type Config struct {
 	// ServerDomain is the 'from' of the server's idle pings (the primary
 	// hosted domain).
 	ServerDomain string
+	// Welcome, when set, runs once a link is up and carries stanzas, before
+	// the component's first stanza is read: what the server tells every
+	// new link (the XEP-0356 permission advertisement) goes out here.
+	Welcome func(ctx context.Context, domain string)
+	// Gone, when set, runs after a link went down (and the observer was
+	// told): the server marks the transport's contacts offline.
+	Gone func(ctx context.Context, domain string)
 	// Rand supplies stream ids; nil means crypto/rand. Tests inject a
 	// fixed source to make handshakes predictable.
 	Rand io.Reader

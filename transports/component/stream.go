@@ -85,6 +85,9 @@ func (h *Host) handle(ctx context.Context, nc net.Conn) {
 	st.c.StartWriter()
 	if err == nil {
 		st.log.WithField("domain", st.domain).Info("component link up")
+		if w := st.h.cfg.Welcome; w != nil {
+			w(ctx, st.domain)
+		}
 		err = st.serve(ctx)
 	}
 	st.end(ctx, err)
@@ -399,5 +402,8 @@ func (st *stream) linkDown(ctx context.Context, reason string) {
 		"up_for": time.Since(st.link.Since).Round(time.Millisecond).String()}).Info("component link down")
 	if o := st.h.getObserver(); o != nil {
 		o.LinkDown(ctx, st.link, reason)
+	}
+	if g := st.h.cfg.Gone; g != nil {
+		g(ctx, st.domain)
 	}
 }

@@ -35,7 +35,7 @@ func loopbackIRC(t *testing.T) string {
 
 // startNgircd runs ngircd in the foreground with a private configuration
 // on host:6667 and waits until it accepts connections.
-func startNgircd(t *testing.T, bin, host string) string {
+func startNgircd(t *testing.T, bin, host string) (string, *proc) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "ngircd.conf")
 	writeFile(t, conf, `[Global]
@@ -65,7 +65,7 @@ PAM = no
 		_ = c.Close()
 		return true
 	})
-	return addr
+	return addr, p
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -85,7 +85,7 @@ func TestBiboumiChannelAndPrivateMessages(t *testing.T) {
 	ircBin := requireCmd(t, "ngircd")
 
 	ircHost := loopbackIRC(t)
-	ircAddr := startNgircd(t, ircBin, ircHost)
+	ircAddr, _ := startNgircd(t, ircBin, ircHost)
 
 	ts := xmpptest.RunServer(t, func(c *config.Config) {
 		c.Components.Listen = []string{"127.0.0.1:0"}

@@ -85,10 +85,16 @@ func (p *proc) output() string {
 // start runs argv in dir with a minimal environment.
 func start(t *testing.T, name, dir string, argv ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, dir, nil, argv...)
+}
+
+// startEnv is start with extra environment variables.
+func startEnv(t *testing.T, name, dir string, env []string, argv ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, done: make(chan struct{})}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "HOME=" + dir}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "HOME=" + dir}, env...)
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = p, p, nil
 	cmd.WaitDelay = stopGrace
 	p.cmd = cmd

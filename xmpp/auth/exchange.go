@@ -62,7 +62,29 @@ type ExchangeConfig struct {
 	FakeIterations int
 	// Secret keys the fake salts; nil uses a per-process random key.
 	Secret []byte
+	// VerifyPlain, when set, checks PLAIN passwords of the accounts it
+	// handles (a directory bind) instead of the stored verifiers: it
+	// reports handled=false to leave an account to the stored verifiers,
+	// or a *Failure (or any error: not-authorized) to refuse.
+	VerifyPlain PlainVerifier
 }
+
+// lookupFailure keeps a *Failure the lookup chose (a throttled account,
+// a directory that is down) and makes anything else temporary-auth-failure.
+func lookupFailure(err error) error {
+	var f *Failure
+	if errors.As(err, &f) {
+		return f
+	}
+	return fail("temporary-auth-failure", "", err)
+}
+
+// PlainVerifier checks a PLAIN password elsewhere (see ExchangeConfig).
+type PlainVerifier func(ctx context.Context, user, password string) (handled bool, err error)
+
+// NewFailure returns a SASL failure with condition cond (RFC 6120 §6.5)
+// and a human-readable text, for PlainVerifier implementations.
+func NewFailure(cond, text string, err error) error { return fail(cond, text, err) }
 
 // Exchange is one server-side SASL exchange.
 type Exchange struct {
@@ -126,6 +148,10 @@ func NewExchange(cfg ExchangeConfig) (*Exchange, error) {
 // "" before success or after a failure.
 func (ex *Exchange) Username() string { return ex.user }
 
+// Claimed is the normalized user name the client tried, known once its
+// first message was read (also after a failure): for throttling guesses.
+func (ex *Exchange) Claimed() string { return ex.claimed }
+
 // ChannelBinding is the channel-binding type used by a successful
 // exchange, or "".
 func (ex *Exchange) ChannelBinding() string { return ex.cbType }
@@ -185,12 +211,30 @@ func (ex *Exchange) stepPlain(ctx context.Context, in []byte) ([]byte, bool, err
 	if err != nil {
 		return nil, false, fail("not-authorized", "", err)
 	}
+	ex.claimed = user
 	if err := ex.checkAuthzid(string(parts[0]), user); err != nil {
 		return nil, false, err
 	}
+	if ex.cfg.VerifyPlain != nil {
+		handled, err := ex.cfg.VerifyPlain(ctx, user, string(parts[2]))
+		if handled {
+			if err != nil {
+				var f *Failure
+				if errors.As(err, &f) {
+					return nil, false, err
+				}
+				return nil, false, fail("not-authorized", "", err)
+			}
+			ex.user = user
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, fail("temporary-auth-failure", "", err)
+		}
+	}
 	creds, err := ex.cfg.Lookup(ctx, user)
 	if err != nil && !errors.Is(err, ErrNoUser) {
-		return nil, false, fail("temporary-auth-failure", "", err)
+		return nil, false, lookupFailure(err)
 	}
 	if err != nil || !hasVerifier(creds) {
 		// Unknown, or known without any verifier: spend the same work as
@@ -319,7 +363,7 @@ func (ex *Exchange) clientFirst(ctx context.Context, in []byte) ([]byte, error) 
 	case errors.Is(err, ErrNoUser):
 		creds = ex.fakeCredentials(user)
 	case err != nil:
-		return nil, fail("temporary-auth-failure", "", err)
+		return nil, lookupFailure(err)
 	default:
 		ex.known = true
 	}

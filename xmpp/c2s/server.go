@@ -64,6 +64,26 @@ type Config struct {
 	// indication; both are built in because they live in the stream.
 	SM  SMConfig
 	CSI CSIConfig
+	// Register, when set, answers jabber:iq:register (XEP-0077) before
+	// authentication, for account creation; ip is the client's address.
+	// RegisterFeature offers the iq-register stream feature.
+	Register        func(ctx context.Context, ip, host string, iq *stanza.Stanza) *stanza.Stanza
+	RegisterFeature bool
+	// PlainOnly offers SASL PLAIN alone (accounts verified by a directory
+	// bind, which holds no SCRAM keys); VerifyPlain checks those passwords.
+	PlainOnly   bool
+	VerifyPlain auth.PlainVerifier
+	// Throttle, when set, slows password guessing per client address and
+	// per account (xmpp/auth/throttle).
+	Throttle AuthThrottle
+}
+
+// AuthThrottle is told about every authentication attempt. Wait returns
+// how long the address must wait before it may try again.
+type AuthThrottle interface {
+	Wait(ip string) time.Duration
+	Failed(ip, user string)
+	Succeeded(ip, user string)
 }
 
 // Router is what c2s needs of the router.
@@ -133,6 +153,17 @@ func (s *Server) AddNonza(n Nonza) { s.nonzas = append(s.nonzas, n) }
 // AddFeature adds a post-bind stream feature.
 func (s *Server) AddFeature(f *stanza.Element) { s.cfg.Features = append(s.cfg.Features, f) }
 
+// mechanisms are the SASL mechanisms offered on a connection.
+func (s *Server) mechanisms(cs *tls.ConnectionState, cert *x509.Certificate) []string {
+	if s.cfg.PlainOnly {
+		if cs == nil {
+			return nil
+		}
+		return []string{"PLAIN"}
+	}
+	return auth.Mechanisms(cs, cert, s.cfg.AllowPlain)
+}
+
 // AuthFailures returns the number of failed SASL attempts since start.
 func (s *Server) AuthFailures() uint64 { return s.authFailures.Load() }
 
@@ -170,10 +201,47 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) err
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.handle(ctx, nc, directTLS)
+			mode := startTLS
+			if directTLS {
+				mode = directTLSMode
+			}
+			s.handle(ctx, nc, mode)
 		}()
 	}
 }
+
+// Secured is a connection whose transport already provides TLS, such as
+// a WebSocket over HTTPS (RFC 7395): the stream offers no STARTTLS and
+// uses this state for SASL channel binding.
+type Secured interface {
+	net.Conn
+	ConnectionState() tls.ConnectionState
+}
+
+// ServeConn runs one client stream on nc until it ends. It is how
+// transports other than TCP (WebSocket) hand their connections over, so
+// they get the same negotiation, limits and routing.
+func (s *Server) ServeConn(ctx context.Context, nc Secured) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.handle(ctx, nc, preSecured)
+}
+
+// transport says how a connection gets its TLS.
+type transport uint8
+
+const (
+	startTLS      transport = iota // RFC 6120 STARTTLS
+	directTLSMode                  // XEP-0368 direct TLS
+	preSecured                     // the transport below the stream (HTTPS)
+)
 
 func (s *Server) admit(st *Stream, ip string) bool {
 	s.mu.Lock()

@@ -592,6 +592,27 @@ func (s *Server) Detached(j jid.JID) (bool, <-chan struct{}) {
 	return false, ch
 }
 
+// linkKey is the session value holding a session's *link.
+const linkKey = "c2s.link"
+
+// Away reports whether the session bound to full JID j lost its
+// connection and waits to be resumed (XEP-0198): stanzas for it are kept,
+// but nobody sees them now (push notifications ask this). It is a table
+// lookup, cheap enough for every message.
+func (s *Server) Away(j jid.JID) bool {
+	sess := s.table.Get(j)
+	if sess == nil {
+		return false
+	}
+	l, ok := sess.Value(linkKey).(*link)
+	if !ok {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state == detached
+}
+
 // endDetached ends every session waiting to be resumed (at shutdown, so
 // what they hold reaches offline storage while it is still open).
 func (s *Server) endDetached() {

@@ -88,7 +88,7 @@ func (st *Stream) Send(s *stanza.Stanza) error {
 // Close ends the stream with a stream error.
 func (st *Stream) Close(cond, text string) { st.c.CloseStream(cond, text) }
 
-func (s *Server) handle(ctx context.Context, nc net.Conn, directTLS bool) {
+func (s *Server) handle(ctx context.Context, nc net.Conn, mode transport) {
 	ip, _, _ := net.SplitHostPort(nc.RemoteAddr().String())
 	id := s.ids.Add(1)
 	st := &Stream{srv: s, ip: ip}
@@ -101,12 +101,15 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, directTLS bool) {
 
 	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
 	st.c.SetDeadline(deadline)
-	if directTLS {
+	switch mode {
+	case directTLSMode:
 		if err := st.c.StartTLS(st.tlsCfg, deadline); err != nil {
 			st.log.WithError(err).Debug("direct TLS handshake failed")
 			return
 		}
 		st.secure = true
+	case preSecured:
+		st.secure = st.tlsState() != nil
 	}
 	if !admitted {
 		st.fail(streamErr("policy-violation", "too many connections from your address"))
@@ -231,7 +234,11 @@ func (st *Stream) negotiate(ctx context.Context, deadline time.Time) error {
 				return err
 			}
 		case st.user == "":
-			st.features(st.mechanismsXML())
+			feats := st.mechanismsXML()
+			if st.srv.cfg.RegisterFeature {
+				feats += `<register xmlns='http://jabber.org/features/iq-register'/>`
+			}
+			st.features(feats)
 			if err := st.authenticate(ctx); err != nil {
 				return err
 			}
@@ -303,11 +310,25 @@ func (st *Stream) startTLS(deadline time.Time) error {
 	return nil
 }
 
+// tlsState returns the TLS state protecting the stream: the stream's own,
+// or that of the transport below it (Secured); nil without TLS.
+func (st *Stream) tlsState() *tls.ConnectionState {
+	if cs := st.c.TLS(); cs != nil {
+		return cs
+	}
+	if sc, ok := st.c.NetConn().(Secured); ok {
+		if cs := sc.ConnectionState(); cs.HandshakeComplete {
+			return &cs
+		}
+	}
+	return nil
+}
+
 func (st *Stream) mechanismsXML() string {
-	cs := st.c.TLS()
+	cs := st.tlsState()
 	var b strings.Builder
 	b.WriteString(`<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>`)
-	for _, m := range auth.Mechanisms(cs, st.cert, st.srv.cfg.AllowPlain) {
+	for _, m := range st.srv.mechanisms(cs, st.cert) {
 		b.WriteString("<mechanism>" + m + "</mechanism>")
 	}
 	b.WriteString(`</mechanisms>`)
@@ -336,8 +357,8 @@ func (st *Stream) saslFailure(cond, text string) {
 // authenticate runs SASL exchanges until one succeeds or the attempts run
 // out (RFC 6120 §6.4.5).
 func (st *Stream) authenticate(ctx context.Context) error {
-	cs := st.c.TLS()
-	advertised := auth.Mechanisms(cs, st.cert, st.srv.cfg.AllowPlain)
+	cs := st.tlsState()
+	advertised := st.srv.mechanisms(cs, st.cert)
 	for {
 		start, err := st.c.Next()
 		if err != nil {
@@ -352,7 +373,25 @@ func (st *Stream) authenticate(ctx context.Context) error {
 				st.saslFailure("aborted", "")
 				continue
 			}
+			if start.Name.Space == stanza.NSClient && start.Name.Local == "iq" && st.srv.cfg.Register != nil {
+				// XEP-0077 §3.1: registration before authentication.
+				if err := st.preAuthIQ(ctx, el); err != nil {
+					return err
+				}
+				continue
+			}
 			return streamErr("not-authorized", "authenticate first")
+		}
+		if th := st.srv.cfg.Throttle; th != nil {
+			if wait := th.Wait(st.ip); wait > 0 {
+				// Refused without looking at the credentials: a guess
+				// costs the guesser time, not us.
+				st.authFailed("temporary-auth-failure", fmt.Sprintf("too many failed logins from your address; try again in %s", wait.Round(time.Second)))
+				if st.authFails >= st.srv.cfg.MaxAuthAttempts {
+					return streamErr("policy-violation", "too many failed authentication attempts")
+				}
+				continue
+			}
 		}
 		ok, err := st.exchange(ctx, el, cs, advertised)
 		if err != nil {
@@ -368,13 +407,33 @@ func (st *Stream) authenticate(ctx context.Context) error {
 	}
 }
 
+// preAuthIQ answers an iq sent before authentication: only in-band
+// registration is served; anything else gets not-authorized. The stanza
+// carries no address the client could have been given yet.
+func (st *Stream) preAuthIQ(ctx context.Context, el *stanza.Element) error {
+	iq, err := stanza.FromElement(el)
+	if err != nil || iq.ID == "" {
+		return streamErr("bad-format", "malformed iq before authentication")
+	}
+	if !iq.IsRequest() {
+		return nil
+	}
+	reply := st.srv.cfg.Register(ctx, st.ip, st.host, iq)
+	if reply == nil {
+		return nil
+	}
+	reply.To, reply.From = jid.JID{}, jid.JID{}
+	return st.c.WriteNow(reply.AppendXML(nil, stanza.NSClient))
+}
+
 // exchange runs one SASL exchange; it returns true on success.
 func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.ConnectionState, advertised []string) (bool, error) {
 	mech := el.AttrValue("mechanism")
 	ex, err := auth.NewExchange(auth.ExchangeConfig{
 		Mechanism: mech, TLS: cs, ServerCert: st.cert, Lookup: st.srv.cfg.Lookup,
-		AllowPlain: st.srv.cfg.AllowPlain, Advertised: advertised,
+		AllowPlain: st.srv.cfg.AllowPlain || st.srv.cfg.PlainOnly, Advertised: advertised,
 		Domain: st.host, FakeIterations: st.srv.cfg.SCRAMIterations, Secret: st.srv.cfg.AuthSecret,
+		VerifyPlain: st.srv.cfg.VerifyPlain,
 	})
 	if err != nil {
 		st.authFailedErr(err)
@@ -388,6 +447,9 @@ func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.Conn
 	for {
 		out, done, err := ex.Step(ctx, in)
 		if err != nil {
+			if th := st.srv.cfg.Throttle; th != nil {
+				th.Failed(st.ip, ex.Claimed())
+			}
 			st.authFailedErr(err)
 			// The reason (condition and cause) helps operators; it never
 			// contains SASL payloads or passwords.
@@ -396,6 +458,9 @@ func (st *Stream) exchange(ctx context.Context, el *stanza.Element, cs *tls.Conn
 		}
 		if done {
 			user := ex.Username()
+			if th := st.srv.cfg.Throttle; th != nil {
+				th.Succeeded(st.ip, user)
+			}
 			if st.srv.cfg.Disabled != nil && st.srv.cfg.Disabled(ctx, user) {
 				st.authFailed("account-disabled", "this account is locked")
 				return false, nil
@@ -512,10 +577,12 @@ func (st *Stream) bind(ctx context.Context) error {
 		st.jid = full
 		st.link = newLink(ctx, st)
 		sess := sessions.New(full, st.c.ID, st.link, sessions.Info{
-			RemoteAddr: st.c.NetConn().RemoteAddr().String(), TLSVersion: tlsVersion(st.c.TLS()),
-			Mechanism: st.mechanism, Started: time.Now(),
+			RemoteAddr: st.c.NetConn().RemoteAddr().String(),
+			TLSVersion: tlsVersion(st.tlsState()),
+			Mechanism:  st.mechanism, Started: time.Now(),
 		})
 		st.link.sess = sess
+		sess.SetValue(linkKey, st.link)
 		res2 := iq.Result(stanza.NewElement(nsBind, "bind").Append(
 			stanza.NewElement(nsBind, "jid").AppendText(full.String())))
 		res2.To = jid.JID{}
@@ -641,6 +708,9 @@ func (st *Stream) serve(ctx context.Context) error {
 			return streamErr("invalid-from", "'from' does not match the authenticated address")
 		}
 		s.From = st.jid
+		if st.link.sess != nil {
+			st.link.sess.Touch() // idle time for admins (gatehouse session list)
+		}
 		if cond, text := check(s); cond != "" {
 			st.reply(stanza.Bounce(s, cond, text))
 			continue

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -51,6 +52,44 @@ type Component struct {
 	// answers disco#info with them while the component is not connected.
 	Name string `yaml:"name"`
 	Type string `yaml:"type"`
+	// Privileges are the XEP-0356 permissions the server grants the
+	// component (Slidge and Spectrum 2 use them); default none.
+	Privileges Privileges `yaml:"privileges"`
+	// Builtin names a transport the server runs itself and connects to its
+	// own component listener: "irc" (transports/irc). Secret and
+	// SecretFile are optional then (a random secret is made at start).
+	Builtin string `yaml:"builtin"`
+	// Networks are the IRC networks users of a builtin irc transport may
+	// register with.
+	Networks []IRCNetwork `yaml:"networks"`
+	// PresencePoll is how often a builtin irc transport asks ISON for its
+	// users' contacts on networks without MONITOR; default 30s.
+	PresencePoll Duration `yaml:"presence_poll"`
+}
+
+// Privileges are a component's XEP-0356 permissions.
+type Privileges struct {
+	// Roster: none, get, set or both. Only items in the component's own
+	// domain are ever shown or changed.
+	Roster string `yaml:"roster"`
+	// Message: none or outgoing (send messages on behalf of users, which
+	// come back to them as "sent" carbons).
+	Message string `yaml:"message"`
+	// Presence: none or managed_entity (a copy of every user's presence).
+	Presence string `yaml:"presence"`
+	// Version of the protocol the component speaks: 2
+	// (urn:xmpp:privilege:2, Slidge; the default) or 1 (Spectrum 2).
+	Version int `yaml:"version"`
+}
+
+// IRCNetwork is an IRC network a builtin irc transport may connect to.
+type IRCNetwork struct {
+	// Name identifies the network in addresses (nick%name@domain).
+	Name string `yaml:"name"`
+	// Address is host:port of the IRC server.
+	Address string `yaml:"address"`
+	// TLS connects with TLS (the usual port is 6697).
+	TLS bool `yaml:"tls"`
 }
 
 // componentsDefaults returns the component host defaults.
@@ -97,7 +136,9 @@ func (c *Components) validate(v *checker) {
 			}
 			seen[d] = i
 		}
+		t.validateExtras(v, p)
 		switch {
+		case t.Secret == "" && t.SecretFile == "" && t.Builtin != "":
 		case t.Secret == "" && t.SecretFile == "":
 			v.fail(p+".secret", "set secret or secret_file")
 		case t.Secret != "" && t.SecretFile != "":
@@ -145,4 +186,55 @@ func isToken(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// validateExtras checks the privileges and the builtin transport settings.
+func (t *Component) validateExtras(v *checker, p string) {
+	oneOf := func(key, val string, ok ...string) {
+		if val == "" {
+			return
+		}
+		for _, o := range ok {
+			if val == o {
+				return
+			}
+		}
+		v.fail(p+".privileges."+key, "%q is not one of %s", val, strings.Join(ok, ", "))
+	}
+	oneOf("roster", t.Privileges.Roster, "none", "get", "set", "both")
+	oneOf("message", t.Privileges.Message, "none", "outgoing")
+	oneOf("presence", t.Privileges.Presence, "none", "managed_entity")
+	if ver := t.Privileges.Version; ver != 0 && ver != 1 && ver != 2 {
+		v.fail(p+".privileges.version", "%d: must be 1 or 2", ver)
+	}
+	switch t.Builtin {
+	case "":
+		if len(t.Networks) > 0 {
+			v.fail(p+".networks", "only a builtin irc transport has networks")
+		}
+		return
+	case "irc":
+	default:
+		v.fail(p+".builtin", "%q: the only builtin transport is irc", t.Builtin)
+		return
+	}
+	if t.PresencePoll < 0 {
+		v.fail(p+".presence_poll", "must not be negative")
+	}
+	if len(t.Networks) == 0 {
+		v.fail(p+".networks", "a builtin irc transport needs at least one network")
+	}
+	seen := map[string]bool{}
+	for i, n := range t.Networks {
+		np := fmt.Sprintf("%s.networks[%d]", p, i)
+		if !isToken(n.Name) {
+			v.fail(np+".name", "%q must be a lowercase token such as libera", n.Name)
+		} else if seen[n.Name] {
+			v.fail(np+".name", "%q is listed twice", n.Name)
+		}
+		seen[n.Name] = true
+		if host, port, err := net.SplitHostPort(n.Address); err != nil || host == "" || port == "" {
+			v.fail(np+".address", "%q must be host:port", n.Address)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ components:
 		t.Fatalf("transports = %+v", cc.Transports)
 	}
 	for i := range want {
-		if cc.Transports[i] != want[i] {
+		if !reflect.DeepEqual(cc.Transports[i], want[i]) {
 			t.Errorf("transports[%d] = %+v, want %+v", i, cc.Transports[i], want[i])
 		}
 	}
@@ -61,6 +62,12 @@ func TestComponentsValidation(t *testing.T) {
 		{"no secret", "components:\n  transports:\n    - {domain: irc.example.com}", "components.transports[0].secret", "set secret or secret_file", 3},
 		{"both secrets", "components:\n  transports:\n    - {domain: irc.example.com, secret: '0123456789abcdef', secret_file: /x}", "components.transports[0].secret_file", "not both", 3},
 		{"short secret", "components:\n  transports:\n    - {domain: irc.example.com, secret: short}", "components.transports[0].secret", "at least 16", 3},
+		{"bad roster privilege", "components:\n  transports:\n    - {domain: irc.example.com, secret: '0123456789abcdef', privileges: {roster: all}}", "components.transports[0].privileges.roster", "not one of", 3},
+		{"bad privilege version", "components:\n  transports:\n    - {domain: irc.example.com, secret: '0123456789abcdef', privileges: {version: 3}}", "components.transports[0].privileges.version", "1 or 2", 3},
+		{"unknown builtin", "components:\n  transports:\n    - {domain: irc.example.com, builtin: xmpp}", "components.transports[0].builtin", "only builtin", 3},
+		{"builtin without networks", "components:\n  transports:\n    - {domain: irc.example.com, builtin: irc}", "components.transports[0].networks", "at least one", 3},
+		{"bad network address", "components:\n  transports:\n    - {domain: irc.example.com, builtin: irc, networks: [{name: net, address: nowhere}]}", "components.transports[0].networks[0].address", "host:port", 3},
+		{"networks of external", "components:\n  transports:\n    - {domain: irc.example.com, secret: '0123456789abcdef', networks: [{name: net, address: 'h:1'}]}", "components.transports[0].networks", "only a builtin", 3},
 		{"bad type", "components:\n  transports:\n    - {domain: irc.example.com, secret: '0123456789abcdef', type: 'IRC Net'}", "components.transports[0].type", "lowercase token", 3},
 	}
 	for _, tc := range cases {

@@ -58,6 +58,18 @@ type Config struct {
 	S2S        S2S        `yaml:"s2s"`
 	Policy     Policy     `yaml:"policy"`
 	MAM        MAM        `yaml:"mam"`
+	MUC        MUC        `yaml:"muc"`
+	PubSub     PubSub     `yaml:"pubsub"`
+	Upload     Upload     `yaml:"upload"`
+	// Web, Push, ExternalServices, Adhoc and Register: see web.go.
+	Web              Web               `yaml:"web"`
+	Push             Push              `yaml:"push"`
+	ExternalServices []ExternalService `yaml:"external_services"`
+	Adhoc            Adhoc             `yaml:"adhoc"`
+	Register         Register          `yaml:"register"`
+	Admin            Admin             `yaml:"admin"`
+	Metrics          Metrics           `yaml:"metrics"`
+	Directory        Directory         `yaml:"directory"`
 }
 
 // Log configures operational logging.
@@ -120,6 +132,19 @@ type Auth struct {
 	SCRAMIterations int  `yaml:"scram_iterations"` // default 4096, min 4096
 	AllowPlain      bool `yaml:"allow_plain"`      // default true (only ever offered over TLS)
 	MaxAttempts     int  `yaml:"max_attempts"`     // default 3, range 1..10
+	// Throttle slows password guessing per client address and per account
+	// across connections (xmpp/auth/throttle).
+	Throttle AuthThrottle `yaml:"throttle"`
+}
+
+// AuthThrottle is the back-off after failed logins: Free failures, then a
+// delay of Base doubling per failure up to Max; forgotten after Forget
+// without a failure. Free 0 turns it off.
+type AuthThrottle struct {
+	Free   int      `yaml:"free"`   // default 5
+	Base   Duration `yaml:"base"`   // default 1s
+	Max    Duration `yaml:"max"`    // default 5m
+	Forget Duration `yaml:"forget"` // default 15m
 }
 
 // Limits bounds the resources one connection may use.
@@ -186,7 +211,8 @@ func defaults() *Config {
 			CSIEnabled:          true,
 			CSIMaxHeld:          100,
 		},
-		Auth: Auth{SCRAMIterations: 4096, AllowPlain: true, MaxAttempts: 3},
+		Auth: Auth{SCRAMIterations: 4096, AllowPlain: true, MaxAttempts: 3,
+			Throttle: AuthThrottle{Free: 5, Base: Duration(time.Second), Max: Duration(5 * time.Minute), Forget: Duration(15 * time.Minute)}},
 		Limits: Limits{
 			MaxStanzaBytes: 256 << 10,
 			MaxDepth:       32,
@@ -200,6 +226,17 @@ func defaults() *Config {
 		S2S:        s2sDefaults(),
 		Policy:     policyDefaults(),
 		MAM:        mamDefaults(),
+		MUC:        mucDefaults(),
+		PubSub:     pubsubDefaults(),
+		Upload:     uploadDefaults(),
+		Web:        webDefaults(),
+		Push:       pushDefaults(),
+		// Empty, not nil: what a round trip through YAML gives.
+		ExternalServices: []ExternalService{},
+		Adhoc:            Adhoc{Admins: []string{}},
+		Register:         registerDefaults(),
+		Admin:            adminDefaults(),
+		Directory:        directoryDefaults(),
 	}
 }
 

@@ -36,6 +36,16 @@ type Policy struct {
 	// MaxTransfers bounds the in-band bytestreams followed at once (for
 	// size limits and scanning); default 1024.
 	MaxTransfers int `yaml:"max_transfers"`
+	// ReviewTimeout is how long a message held for review (action hold)
+	// waits for a reviewer; default 72h. Then ReviewTimeoutAction decides.
+	ReviewTimeout Duration `yaml:"review_timeout"`
+	// ReviewTimeoutAction is what happens to a held message nobody
+	// decided on in time: reject (default: the sender gets an error) or
+	// release (it is delivered).
+	ReviewTimeoutAction string `yaml:"review_timeout_action"`
+	// ReviewPoll is how often the server picks up reviewers' decisions
+	// (`gatehouse review release|reject`) from the queue; default 2s.
+	ReviewPoll Duration `yaml:"review_poll"`
 }
 
 // policyDefaults returns the defaults of the policy section.
@@ -46,6 +56,10 @@ func policyDefaults() Policy {
 		ScanMaxBytes:     1 << 20,
 		DirectoryRefresh: Duration(10 * time.Second),
 		MaxTransfers:     1024,
+
+		ReviewTimeout:       Duration(72 * time.Hour),
+		ReviewTimeoutAction: "reject",
+		ReviewPoll:          Duration(2 * time.Second),
 	}
 }
 
@@ -67,6 +81,9 @@ func (c *Policy) validate(v *checker) {
 		v.fail("policy.directory_refresh", "must not be negative, got %s", c.DirectoryRefresh)
 	}
 	v.between("policy.max_transfers", c.MaxTransfers, 1, 1_000_000)
+	v.positive("policy.review_timeout", c.ReviewTimeout)
+	v.oneOf("policy.review_timeout_action", c.ReviewTimeoutAction, "reject", "release")
+	v.positive("policy.review_poll", c.ReviewPoll)
 }
 
 // checkClamd accepts unix:/path, /path, tcp:host:port and host:port.

@@ -17,16 +17,21 @@ policy:
   scan_max_bytes: 65536
   directory_refresh: 0s
   max_transfers: 10
+  review_timeout: 1h
+  review_timeout_action: release
+  review_poll: 500ms
 `), "gh.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Policy{File: "/etc/gatehouse/policy.yaml", Clamd: "unix:/run/clamav/clamd.ctl", ClamdTimeout: Duration(5 * time.Second),
-		OnScanFailure: "allow", ScanMaxBytes: 65536, DirectoryRefresh: 0, MaxTransfers: 10}
+		OnScanFailure: "allow", ScanMaxBytes: 65536, DirectoryRefresh: 0, MaxTransfers: 10,
+		ReviewTimeout: Duration(time.Hour), ReviewTimeoutAction: "release", ReviewPoll: Duration(500 * time.Millisecond)}
 	if c.Policy != want {
 		t.Fatalf("policy section %+v, want %+v", c.Policy, want)
 	}
-	if d := Default().Policy; d != policyDefaults() || d.OnScanFailure != "deny" || d.File != "" {
+	if d := Default().Policy; d != policyDefaults() || d.OnScanFailure != "deny" || d.File != "" ||
+		d.ReviewTimeoutAction != "reject" || d.ReviewTimeout != Duration(72*time.Hour) {
 		t.Fatalf("defaults %+v", d)
 	}
 }
@@ -44,6 +49,9 @@ func TestPolicyValidation(t *testing.T) {
 		{"policy:\n  directory_refresh: -1s", "policy.directory_refresh", "must not be negative"},
 		{"policy:\n  max_transfers: 0", "policy.max_transfers", "between 1"},
 		{"policy:\n  file: ' policy.yaml'", "policy.file", "leading or trailing spaces"},
+		{"policy:\n  review_timeout: 0s", "policy.review_timeout", "positive duration"},
+		{"policy:\n  review_timeout_action: deliver", "policy.review_timeout_action", `"deliver" is not one of reject, release`},
+		{"policy:\n  review_poll: 0s", "policy.review_poll", "positive duration"},
 	} {
 		_, err := Parse([]byte(tc.doc), "gh.yaml")
 		var e *Error

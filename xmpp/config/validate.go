@@ -93,6 +93,17 @@ func (c *Config) validate() []*Error {
 	c.S2S.validate(v)
 	c.Policy.validate(v)
 	c.MAM.validate(v)
+	c.MUC.validate(v, c)
+	c.PubSub.validate(v, c.Hosts)
+	c.Upload.validate(v, c.Hosts)
+	c.Web.validate(v)
+	c.Push.validate(v)
+	validateExternalServices(v, c.ExternalServices)
+	c.Adhoc.validate(v)
+	c.Register.validate(v)
+	c.Admin.validate(v)
+	c.Metrics.validate(v)
+	c.Directory.validate(v)
 
 	if len(c.Hosts) == 0 {
 		v.fail("hosts", "at least one host is required")
@@ -173,6 +184,15 @@ func (c *Config) validate() []*Error {
 
 	v.between("auth.scram_iterations", c.Auth.SCRAMIterations, MinSCRAMIterations, MaxSCRAMIterations)
 	v.between("auth.max_attempts", c.Auth.MaxAttempts, MinAttempts, MaxAttempts)
+	if t := c.Auth.Throttle; t.Free < 0 {
+		v.fail("auth.throttle.free", "must be 0 (off) or more, got %d", t.Free)
+	} else if t.Free > 0 {
+		v.positive("auth.throttle.base", t.Base)
+		v.positive("auth.throttle.forget", t.Forget)
+		if t.Max < t.Base {
+			v.fail("auth.throttle.max", "must be at least auth.throttle.base (%s), got %s", t.Base, t.Max)
+		}
+	}
 
 	v.atLeast("limits.max_stanza_bytes", c.Limits.MaxStanzaBytes, MinStanzaBytes)
 	v.between("limits.max_depth", c.Limits.MaxDepth, MinDepth, MaxDepth)

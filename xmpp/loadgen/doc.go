@@ -2,8 +2,8 @@
 // in to any XMPP server (Gatehouse, Prosody, ejabberd) over TCP with
 // STARTTLS or plain, SCRAM-SHA-1/256 and resource binding, and runs the
 // benchmark scenarios of docs/performance.md: login storm, stepped-rate
-// messaging, idle sessions with rosters, presence fan-out, and (once a
-// transport component exists) the boundary.
+// messaging, idle sessions with rosters, presence fan-out, and the
+// boundary, for which it also connects as an XEP-0114 component.
 //
 // Limits it keeps by construction: targets must be loopback addresses
 // (ResolveLoopback refuses anything else before a socket is opened), every

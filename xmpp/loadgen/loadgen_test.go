@@ -193,10 +193,68 @@ func TestFanoutNeedsRosters(t *testing.T) {
 	}
 }
 
-func TestBoundaryNeedsTransport(t *testing.T) {
-	err := loadgen.Boundary(ctx(t), &loadgen.Target{}, loadgen.BoundaryConfig{})
-	if !errors.Is(err, loadgen.ErrNeedsTransport) {
-		t.Fatalf("boundary: %v", err)
+const benchComponent, benchSecret = "bench.localhost", "bench-component-secret"
+
+// boundaryServer starts Gatehouse with the bench policy and the bench
+// component configured, and users prefix0…prefix{n-1}.
+func boundaryServer(t *testing.T, prefix string, n int) (*xmpptest.TestServer, *loadgen.Target) {
+	t.Helper()
+	ts := xmpptest.RunServer(t, func(c *config.Config) {
+		c.C2S.MaxConnectionsPerIP = 0
+		c.Policy.File = "../../testdata/bench/policy.yaml"
+		c.Components.Listen = []string{"127.0.0.1:0"}
+		c.Components.Transports = []config.Component{{Domain: benchComponent, Secret: benchSecret}}
+	})
+	for i := 0; i < n; i++ {
+		ts.AddUser(t, loadgen.UserName(prefix, i), password)
+	}
+	return ts, &loadgen.Target{Addr: ts.Addr, Domain: ts.Domain, RootCAs: ts.Roots, Password: password}
+}
+
+func TestBoundary(t *testing.T) {
+	ts, tg := boundaryServer(t, "msg", 4)
+	r, err := loadgen.Boundary(ctx(t), tg, loadgen.BoundaryConfig{
+		MessagingConfig: loadgen.MessagingConfig{Prefix: "msg", Pairs: 4, Rates: []int{320, 640}, Step: 500 * time.Millisecond,
+			Drain: 5 * time.Second, Warmup: -1, ServerPID: os.Getpid(), MaxP99: time.Minute}, // no latency bound: not a timed test
+		ComponentAddr: ts.ComponentAddrs()[0], Component: benchComponent, Secret: benchSecret,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Steps) != 2 || r.Best != 640 || len(r.Errors) != 0 {
+		t.Fatalf("boundary: %+v", r)
+	}
+	if len(r.Directions) != 2 {
+		t.Fatalf("directions: %+v", r.Directions)
+	}
+	for i, d := range r.Directions {
+		// Half the crossings each way, each with its own latency.
+		if d.Rate != r.Steps[i].Rate || d.OutDelivered != r.Steps[i].Sent/2 || d.InDelivered != r.Steps[i].Sent/2 || d.OutP99 <= 0 || d.InP99 <= 0 {
+			t.Errorf("direction split %d: %+v (step %+v)", i, d, r.Steps[i])
+		}
+	}
+	for _, s := range r.Steps {
+		// 8 senders (4 users, 4 outside addresses) × rate/8 × 0.5 s.
+		if s.Sent != int64(s.Rate)/2 || s.Delivered != s.Sent || s.Errors != 0 || s.P50 <= 0 || s.P99 < s.P50 {
+			t.Errorf("step %d: %+v", s.Rate, s)
+		}
+		if s.Usage.ClientCPU <= 0 || s.Usage.ServerCPU <= 0 {
+			t.Errorf("step %d: CPU not measured: %+v", s.Rate, s.Usage)
+		}
+	}
+}
+
+func TestBoundaryDenied(t *testing.T) {
+	ts, tg := boundaryServer(t, "msg", 1)
+	_, err := loadgen.Boundary(ctx(t), tg, loadgen.BoundaryConfig{
+		MessagingConfig: loadgen.MessagingConfig{Prefix: "msg", Pairs: 1, Rates: []int{10}, Step: 100 * time.Millisecond},
+		ComponentAddr:   ts.ComponentAddrs()[0], Component: benchComponent, Secret: "not-the-component-secret",
+	})
+	if !errors.Is(err, loadgen.ErrHandshake) {
+		t.Fatalf("wrong secret: %v, want ErrHandshake", err)
+	}
+	if _, err := loadgen.DialComponent(ctx(t), "10.0.0.1:5347", benchComponent, benchSecret, time.Second); !errors.Is(err, loadgen.ErrNotLoopback) {
+		t.Fatalf("non-loopback component address: %v", err)
 	}
 }
 

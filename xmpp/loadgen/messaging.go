@@ -75,24 +75,45 @@ type msgRecv struct {
 	stale atomic.Int64
 }
 
-// Messaging runs MessagingConfig.
-func Messaging(ctx context.Context, t *Target, cfg MessagingConfig) (*MessagingResult, error) {
-	if err := t.Prepare(ctx); err != nil {
-		return nil, err
+// record counts a received message of the current step and its latency
+// from the scheduled send time in its body; error bounces are counted
+// apart, messages of other steps (late ones) as stale.
+func (r *msgRecv) record(el Elem, base time.Time, curStep *atomic.Int64) {
+	now := time.Since(base)
+	if typ, _ := el.Attr("type"); string(typ) == "error" {
+		r.errs.Add(1)
+		return
 	}
+	b, ok := el.Child("body")
+	if !ok {
+		return
+	}
+	step, sent, ok := parseBody(b.Text())
+	if !ok || step != curStep.Load() {
+		r.stale.Add(1)
+		return
+	}
+	r.mu.Lock()
+	r.hist.Record(now - time.Duration(sent))
+	r.mu.Unlock()
+	r.n.Add(1)
+}
+
+// check validates cfg and fills in the defaults.
+func (cfg *MessagingConfig) check() error {
 	if err := checkCount("pairs", cfg.Pairs, 1, maxUsers/2); err != nil {
-		return nil, err
+		return err
 	}
 	if len(cfg.Rates) == 0 || len(cfg.Rates) > 64 {
-		return nil, fmt.Errorf("loadgen: 1 to 64 rate steps needed")
+		return fmt.Errorf("loadgen: 1 to 64 rate steps needed")
 	}
 	for _, r := range cfg.Rates {
 		if err := checkCount("rate", r, 1, 10000000); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.Step <= 0 || cfg.Step > 10*time.Minute {
-		return nil, fmt.Errorf("loadgen: step duration %v out of range (0, 10m]", cfg.Step)
+		return fmt.Errorf("loadgen: step duration %v out of range (0, 10m]", cfg.Step)
 	}
 	if cfg.Drain <= 0 {
 		cfg.Drain = 5 * time.Second
@@ -105,6 +126,17 @@ func Messaging(ctx context.Context, t *Target, cfg MessagingConfig) (*MessagingR
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 20
+	}
+	return nil
+}
+
+// Messaging runs MessagingConfig.
+func Messaging(ctx context.Context, t *Target, cfg MessagingConfig) (*MessagingResult, error) {
+	if err := t.Prepare(ctx); err != nil {
+		return nil, err
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	// Bounded overall: the steps, their drains and the logins.
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(len(cfg.Rates))*(cfg.Step+cfg.Drain+2*time.Second)+5*time.Minute)
@@ -136,28 +168,9 @@ func Messaging(ctx context.Context, t *Target, cfg MessagingConfig) (*MessagingR
 				close(ready[i])
 			}
 		}
-		if !el.Is("message") {
-			return
+		if el.Is("message") {
+			recv[i].record(el, base, &curStep)
 		}
-		now := time.Since(base)
-		r := &recv[i]
-		if typ, _ := el.Attr("type"); string(typ) == "error" {
-			r.errs.Add(1)
-			return
-		}
-		b, ok := el.Child("body")
-		if !ok {
-			return
-		}
-		step, sent, ok := parseBody(b.Text())
-		if !ok || step != curStep.Load() {
-			r.stale.Add(1)
-			return
-		}
-		r.mu.Lock()
-		r.hist.Record(now - time.Duration(sent))
-		r.mu.Unlock()
-		r.n.Add(1)
 	})
 	defer f.closeAll()
 	// Initial presence, then an iq round trip per connection so that
@@ -175,31 +188,14 @@ func Messaging(ctx context.Context, t *Target, cfg MessagingConfig) (*MessagingR
 		}
 	}
 
+	senders := make([]sender, n)
+	for i, c := range conns {
+		senders[i] = sender{c: c, head: []byte(`<message type='chat' to='` + escape(conns[i^1].JID) + `' id='`)}
+	}
 	res := &MessagingResult{Pairs: cfg.Pairs, BodyBytes: cfg.BodyBytes, MaxP99: cfg.MaxP99}
-	if cfg.Warmup == 0 {
-		cfg.Warmup = 2 * time.Second
-	}
-	if cfg.Warmup > 0 {
-		wc := cfg
-		wc.Step = cfg.Warmup
-		w := runStep(ctx, wc, conns, recv, &curStep, base, 1000, cfg.Rates[0])
-		res.Warmup = &w
-		time.Sleep(300 * time.Millisecond)
-	}
-	for si, rate := range cfg.Rates {
-		if ctx.Err() != nil {
-			break
-		}
-		sr := runStep(ctx, cfg, conns, recv, &curStep, base, int64(si), rate)
-		res.Steps = append(res.Steps, sr)
-		if sr.Pass {
-			res.Best = rate
-			s := sr
-			res.BestStep = &s
-		} else if !cfg.KeepGoing {
-			break
-		}
-		time.Sleep(300 * time.Millisecond)
+	res.Warmup, res.Steps, res.BestStep = runSteps(ctx, cfg, senders, recv, &curStep, base, nil)
+	if res.BestStep != nil {
+		res.Best = res.BestStep.Rate
 	}
 	res.Errors = f.readErrors()
 	if ctx.Err() != nil {
@@ -208,8 +204,53 @@ func Messaging(ctx context.Context, t *Target, cfg MessagingConfig) (*MessagingR
 	return res, nil
 }
 
-func runStep(ctx context.Context, cfg MessagingConfig, conns []*Conn, recv []msgRecv, curStep *atomic.Int64, base time.Time, step int64, rate int) StepResult {
-	n := len(conns)
+// runSteps runs the warm-up (unless cfg.Warmup < 0) and the rate steps,
+// stopping after the first failing one unless cfg.KeepGoing; best is the
+// highest passing step. after, if set, runs after each judged step while
+// recv still holds that step's figures.
+func runSteps(ctx context.Context, cfg MessagingConfig, senders []sender, recv []msgRecv, curStep *atomic.Int64, base time.Time, after func(StepResult)) (warm *StepResult, steps []StepResult, best *StepResult) {
+	if cfg.Warmup == 0 {
+		cfg.Warmup = 2 * time.Second
+	}
+	if cfg.Warmup > 0 {
+		wc := cfg
+		wc.Step = cfg.Warmup
+		w := runStep(ctx, wc, senders, recv, curStep, base, 1000, cfg.Rates[0])
+		warm = &w
+		time.Sleep(300 * time.Millisecond)
+	}
+	for si, rate := range cfg.Rates {
+		if ctx.Err() != nil {
+			break
+		}
+		sr := runStep(ctx, cfg, senders, recv, curStep, base, int64(si), rate)
+		steps = append(steps, sr)
+		if after != nil {
+			after(sr)
+		}
+		if sr.Pass {
+			s := sr
+			best = &s
+		} else if !cfg.KeepGoing {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return warm, steps, best
+}
+
+// sender is one message source of a step: the stream it writes to and
+// the start of its message up to the id attribute's value.
+type sender struct {
+	c    *Conn
+	head []byte
+}
+
+// runStep sends rate messages/s (aggregate over senders) for cfg.Step and
+// waits up to cfg.Drain for the receivers (recv, filled by the readers
+// while curStep == step) to count them.
+func runStep(ctx context.Context, cfg MessagingConfig, senders []sender, recv []msgRecv, curStep *atomic.Int64, base time.Time, step int64, rate int) StepResult {
+	n := len(senders)
 	for i := range recv {
 		recv[i].mu.Lock()
 		recv[i].hist.Reset()
@@ -228,8 +269,8 @@ func runStep(ctx context.Context, cfg MessagingConfig, conns []*Conn, recv []msg
 	m := StartMeter(cfg.ServerPID)
 	start := time.Since(base) + 20*time.Millisecond
 	var wg sync.WaitGroup
-	for i, c := range conns {
-		peer := conns[i^1].JID
+	for i, s := range senders {
+		c, head := s.c, s.head
 		phase := interval * float64(i) / float64(n)
 		wg.Add(1)
 		go func() {
@@ -237,7 +278,6 @@ func runStep(ctx context.Context, cfg MessagingConfig, conns []*Conn, recv []msg
 			k := int64(0)
 			buf := make([]byte, 0, 4096)
 			pad := strings.Repeat("x", cfg.BodyBytes)
-			head := []byte(`<message type='chat' to='` + escape(peer) + `' id='`)
 			for k < total && ctx.Err() == nil {
 				now := time.Since(base)
 				due := int64(math.Floor((float64(now-start)-phase)/interval)) + 1

@@ -111,6 +111,13 @@ func (PassThrough) Cross(context.Context, *Envelope) (Decision, error) {
 	return Decision{Verdict: Allow}, nil
 }
 
+// Observer is told about every routed stanza and boundary decision
+// (metrics). It must be fast and must not block.
+type Observer interface {
+	Routed(src, dst Zone)
+	Decided(d Decision, err error)
+}
+
 // Local is the local zone's side of routing: the hook bus. Outbound runs
 // sender-side processing for stanzas from local client sessions (roster
 // updates on subscriptions, presence broadcast, carbons) and reports whether
@@ -141,6 +148,7 @@ type Router struct {
 	remote    Deliverer
 	transport Deliverer
 	boundary  Boundary
+	observer  Observer
 }
 
 // Config wires a router. Remote and Transport may be nil (stanzas to those
@@ -167,6 +175,9 @@ func (r *Router) SetRemote(d Deliverer) { r.remote = d }
 
 // SetTransport installs the deliverer for the transport zone.
 func (r *Router) SetTransport(d Deliverer) { r.transport = d }
+
+// SetObserver installs an observer (before serving).
+func (r *Router) SetObserver(o Observer) { r.observer = o }
 
 // SetBoundary replaces the boundary (before serving).
 func (r *Router) SetBoundary(b Boundary) { r.boundary = b }
@@ -212,6 +223,9 @@ func (r *Router) forward(ctx context.Context, env *Envelope) error {
 	}
 	if env.Src.Zone != zone && env.Flags&BoundaryDone == 0 {
 		dec, err := r.boundary.Cross(ctx, env)
+		if r.observer != nil {
+			r.observer.Decided(dec, err)
+		}
 		if err != nil {
 			r.bounce(ctx, env, stanza.ResourceConstraint, "the message could not be recorded; try again later")
 			return fmt.Errorf("%w: %w", ErrBoundary, err)
@@ -239,6 +253,9 @@ func (r *Router) forward(ctx context.Context, env *Envelope) error {
 	if d == nil {
 		r.bounce(ctx, env, stanza.RemoteServerNotFound, "")
 		return fmt.Errorf("%w to %s", ErrNoRoute, domain)
+	}
+	if r.observer != nil {
+		r.observer.Routed(env.Src.Zone, zone)
 	}
 	return d.Deliver(ctx, env)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"gatehouse/transports/component"
+	"gatehouse/transports/privilege"
 	"gatehouse/xmpp/config"
 	"gatehouse/xmpp/conn"
 	"gatehouse/xmpp/router"
@@ -23,6 +24,11 @@ type componentState struct {
 	host     *component.Host
 	lns      []net.Listener
 	observer component.LinkObserver
+	priv     *privilege.Module // XEP-0356 (transports.go)
+	builtin  builtinState      // transports the server runs (transports.go)
+	// list are the transports: the configured ones, then those added with
+	// `gatehouse transport add` (transports.go).
+	list []config.Component
 }
 
 // setLinkObserver installs what records component link up/down (the
@@ -61,6 +67,7 @@ func (s *Server) ComponentAddrs() []string {
 // from Listen; nothing is bound while no component is configured.
 func (s *Server) listenComponents() error {
 	cc := s.cfg.Components
+	cc.Transports = s.comp.list
 	if len(cc.Transports) == 0 {
 		return nil
 	}
@@ -100,6 +107,9 @@ func (s *Server) newComponentHost(cc config.Components) (*component.Host, error)
 			return nil, fmt.Errorf("server: %s.domain: %q is served by this server itself", key, t.Domain)
 		}
 		secret, err := componentSecret(t)
+		if err == nil && len(secret) == 0 && t.Builtin != "" {
+			secret, err = s.builtinSecret(t)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("server: %s: %w", key, err)
 		}
@@ -114,6 +124,8 @@ func (s *Server) newComponentHost(cc config.Components) (*component.Host, error)
 		Timeouts:         conn.Timeouts{Idle: cc.PingInterval.D(), Answer: cc.IdleTimeout.D()},
 		HandshakeTimeout: cc.HandshakeTimeout.D(),
 		ServerDomain:     s.cfg.Hosts[0],
+		Welcome:          s.welcomeComponent,
+		Gone:             s.componentGone,
 	}, s.log.WithField("component", "components"), s.router, &s.ids)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -156,6 +168,9 @@ func (s *Server) serveComponents(ctx context.Context) {
 	if h == nil {
 		return
 	}
+	if len(lns) > 0 {
+		s.startBuiltins(ctx, lns[0].Addr())
+	}
 	var wg sync.WaitGroup
 	for _, ln := range lns {
 		s.log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "domains": h.Domains()}).Info("components listening")
@@ -184,6 +199,9 @@ func (s *Server) shutdownComponents(ctx context.Context) {
 	if h == nil {
 		return
 	}
+	// Builtin transports first: their IRC sessions QUIT while the link
+	// still carries the users' last presence.
+	s.stopBuiltins()
 	if err := h.Shutdown(ctx); err != nil {
 		s.log.WithError(err).Warn("some component streams did not close in time")
 	}

@@ -16,12 +16,18 @@ func (s *Server) registerModules() {
 	message.New(s.db, s.cfg.Offline.MaxPerUser, log.WithField("mod", "message"), nil).Register(s.bus)
 	r := roster.New(s.db, log.WithField("mod", "roster"))
 	r.Register(s.bus)
+	s.rosterMod = r
 	p := presence.New(r, log.WithField("mod", "presence"))
 	p.Register(s.bus)
+	s.registerPrivileges(r) // XEP-0356 for transports (transports.go)
 	b := blocking.New(s.db, log.WithField("mod", "blocking"))
 	b.Register(s.bus)
 	p.SetBlocked(b.Blocks)
-	mam.New(s.cfg.MAM, s.cfg.DataDir, s.db, log.WithField("mod", "mam")).Register(s.bus) // TODO(server): keep it and call Close in Run
+	s.mam = mam.New(s.cfg.MAM, s.cfg.DataDir, s.db, log.WithField("mod", "mam"))
+	s.mam.Register(s.bus)
+	s.registerMUC() // group chat service (muc.go)
+	// PEP, pubsub.<domain> and upload.<domain> (services.go).
+	s.registerServices()
 	s.registerServiceModules()
 }
 

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
@@ -187,7 +188,7 @@ type policyEnv struct {
 // to a temporary file the test may rewrite), the accounts alice (manager
 // boss), intern (group interns, manager boss), boss and compliance, and
 // the outside peer connected.
-func startPolicyServer(t *testing.T, policyFile, clamd string) *policyEnv {
+func startPolicyServer(t *testing.T, policyFile, clamd string, mods ...xmpptest.Option) *policyEnv {
 	t.Helper()
 	src, err := os.ReadFile(policyFile)
 	if err != nil {
@@ -208,6 +209,9 @@ func startPolicyServer(t *testing.T, policyFile, clamd string) *policyEnv {
 		c.Policy.DirectoryRefresh = 0 // see group changes at once
 		c.Components.Listen = []string{"127.0.0.1:0"}
 		c.Components.Transports = []config.Component{{Domain: peerDomain, Secret: peerSecret, Type: "irc"}}
+		for _, m := range mods {
+			m(c)
+		}
 	})
 	ctx := context.Background()
 	for _, u := range []string{"alice", "intern", "boss", "compliance"} {
@@ -266,15 +270,19 @@ func TestPolicyInternBlocked(t *testing.T) {
 
 	intern.Send(`<message to='partner@irc.localhost' type='chat' id='m1'><body>hello</body></message>`)
 	bounce := intern.Expect(isError("m1"))
-	if bounce.ErrorCondition() != stanza.NotAllowed ||
+	if bounce.ErrorCondition() != stanza.PolicyViolation ||
 		errText(bounce) != "Interns may not communicate with people outside Example Corp. (rule interns-internal-only)" {
 		t.Fatalf("bounce: %v", bounce)
 	}
-	// A subscription request never leaves. (The router bounces it to the
-	// intern's bare JID, where the presence module drops presence errors;
-	// the roster keeps ask=subscribe.)
+	// A subscription request never leaves, and the intern is told why.
+	// (The router's presence error goes to the bare JID, where the
+	// presence module drops it; the roster keeps ask=subscribe.)
 	intern.Send(`<presence to='partner@irc.localhost' type='subscribe' id='s1'/>`)
-	intern.Ping() // the subscription has been routed (one ingress goroutine)
+	sn := intern.Expect(bodyHas("Your request to see the presence of partner@irc.localhost was refused"))
+	if !strings.Contains(sn.Body(), "Interns may not communicate with people outside Example Corp. (rule interns-internal-only)") ||
+		sn.From.String() != "localhost" || sn.Child("urn:gatehouse:policy:0", "policy").AttrValue("rule") != "interns-internal-only" {
+		t.Fatalf("subscription refusal notice: %v", sn)
+	}
 	alice := online(t, e.ts, "alice")
 	alice.Send(`<message to='partner@irc.localhost' type='chat' id='a1'><body>from alice</body></message>`)
 	e.peer.expect(bodyIs("from alice")) // the component link is ordered
@@ -283,7 +291,7 @@ func TestPolicyInternBlocked(t *testing.T) {
 	// From outside: refused, and the outsider is not told the rule.
 	e.peer.send(`<message from='partner@irc.localhost' to='intern@localhost' type='chat' id='in1'><body>hi intern</body></message>`)
 	b := e.peer.expect(isError("in1"))
-	if b.ErrorCondition() != stanza.NotAllowed || strings.Contains(errText(b), "intern") {
+	if b.ErrorCondition() != stanza.PolicyViolation || strings.Contains(errText(b), "intern") {
 		t.Fatalf("inbound bounce: %v", b)
 	}
 	intern.Ping()
@@ -333,6 +341,26 @@ func TestPolicyProjectX(t *testing.T) {
 	}
 	// The refused message never reached the outside.
 	e.peer.none(bodyHas("slips a week"))
+
+	// Both decisions are in the compliance archive with their rules and
+	// the policy version; the original card number only there.
+	arch := policyArchive(t, e.ts)
+	var verdict, rule, version, raw string
+	var delivered sql.NullString
+	q := `SELECT verdict, rule, policy_version, raw, raw_delivered FROM stanzas WHERE stanza_id = ?`
+	if err := arch.QueryRow(q, "px").Scan(&verdict, &rule, &version, &raw, &delivered); err != nil {
+		t.Fatal(err)
+	}
+	if verdict != "deny" || rule != "watch-irc,project-x" || version != e.ts.PolicyVersion() {
+		t.Fatalf("archived Project X decision: %s %s %s", verdict, rule, version)
+	}
+	if err := arch.QueryRow(q, "card").Scan(&verdict, &rule, &version, &raw, &delivered); err != nil {
+		t.Fatal(err)
+	}
+	if verdict != "allow" || !strings.Contains(rule, "card-numbers") || !strings.Contains(raw, "4111 1111 1111 1111") ||
+		!strings.Contains(delivered.String, "card *******************") {
+		t.Fatalf("archived redaction: %s %s raw=%q delivered=%q", verdict, rule, raw, delivered.String)
+	}
 }
 
 // TestPolicyFiles: size and type limits on file offers.
@@ -489,5 +517,24 @@ func TestPolicyReload(t *testing.T) {
 	alice.Send(`<message to='partner@irc.localhost' type='chat' id='a3'><body>about Falcon</body></message>`)
 	if b := alice.Expect(isError("a3")); !strings.Contains(errText(b), "rule project-x") {
 		t.Fatalf("after a refused reload: %v", b)
+	}
+
+	// The archive notes both: later rows carry the version in force.
+	arch := policyArchive(t, e.ts)
+	rows, err := arch.Query(`SELECT action, policy_version FROM policy_actions WHERE action LIKE 'policy.reload%' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var action, version string
+		if err := rows.Scan(&action, &version); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, action+" "+version)
+	}
+	if want := []string{"policy.reloaded " + v2, "policy.reload_refused " + v2}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("archive reload rows %v, want %v", got, want)
 	}
 }

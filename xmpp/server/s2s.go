@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"gatehouse/s2s"
+	"gatehouse/xmpp/admin"
 	"gatehouse/xmpp/config"
 	"gatehouse/xmpp/conn"
 	"gatehouse/xmpp/router"
@@ -113,7 +115,84 @@ func (s *Server) setupS2S(ctx context.Context) error {
 	s.fed.svc, s.fed.resolver, s.fed.store = svc, resolver, store
 	s.fed.mu.Unlock()
 	s.router.SetRemote(svc)
+	if api := s.Admin(); api != nil {
+		api.Handle("GET /v1/federation", s.adminFederation)
+		api.Handle("POST /v1/federation/{list}", s.adminFederationEdit)
+	}
 	return nil
+}
+
+// FederationEdit is the body of POST /v1/federation/{allow|deny}: stored
+// entries to add (or, with Remove, to take off that list).
+type FederationEdit struct {
+	Domains []string `json:"domains"`
+	Note    string   `json:"note,omitempty"`
+	Remove  bool     `json:"remove,omitempty"`
+}
+
+// FederationEditResult lists the canonical domains changed.
+type FederationEditResult struct {
+	Changed []string `json:"changed"`
+}
+
+// adminFederation answers GET /v1/federation with the live links.
+func (s *Server) adminFederation(context.Context, *admin.Request) (any, error) {
+	return s.S2S().Status(), nil
+}
+
+// adminFederationEdit changes the stored allow or deny list and applies it
+// at once: links with domains no longer allowed close. The admin API
+// audits the call. Domains are checked first: an invalid one changes
+// nothing.
+func (s *Server) adminFederationEdit(ctx context.Context, r *admin.Request) (any, error) {
+	list := s2s.List(r.PathValue("list"))
+	if list != s2s.ListAllow && list != s2s.ListDeny {
+		return nil, fmt.Errorf("%w: unknown list %q (allow or deny)", admin.ErrNotFound, list)
+	}
+	var req FederationEdit
+	if err := r.Decode(&req); err != nil {
+		return nil, err
+	}
+	if len(req.Domains) == 0 {
+		return nil, fmt.Errorf("%w: no domains", admin.ErrBadRequest)
+	}
+	domains := make([]string, 0, len(req.Domains))
+	for _, d := range req.Domains {
+		n, err := config.NormalizeDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", admin.ErrBadRequest, err)
+		}
+		domains = append(domains, n)
+	}
+	s.fed.mu.Lock()
+	svc, store := s.fed.svc, s.fed.store
+	s.fed.mu.Unlock()
+	res := FederationEditResult{Changed: []string{}}
+	var editErr error
+	for _, d := range domains {
+		if req.Remove {
+			err := store.RemoveFrom(ctx, d, list)
+			switch {
+			case errors.Is(err, s2s.ErrNotListed):
+				editErr = fmt.Errorf("%w: %w", admin.ErrNotFound, err)
+			case errors.Is(err, s2s.ErrOtherList):
+				editErr = fmt.Errorf("%w: %w", admin.ErrConflict, err)
+			default:
+				editErr = err
+			}
+		} else {
+			editErr = store.Set(ctx, d, list, req.Note)
+		}
+		if editErr != nil {
+			break
+		}
+		res.Changed = append(res.Changed, d)
+	}
+	// What changed applies now, even when a later domain failed.
+	if err := svc.ReloadPolicy(ctx); err != nil && editErr == nil {
+		editErr = err
+	}
+	return res, editErr
 }
 
 // s2sRoots returns the system roots plus the CAs of caFile.
@@ -165,6 +244,18 @@ func (s *Server) SetS2SRoute(domain, target string) error {
 		return fmt.Errorf("server: federation is disabled")
 	}
 	s.fed.resolver.SetRoute(domain, t)
+	return nil
+}
+
+// SetS2SDNS makes federation look SRV records up with d instead of the
+// system resolver (tests with their own name server; nil restores it).
+func (s *Server) SetS2SDNS(d s2s.SRVLookup) error {
+	s.fed.mu.Lock()
+	defer s.fed.mu.Unlock()
+	if s.fed.resolver == nil {
+		return fmt.Errorf("server: federation is disabled")
+	}
+	s.fed.resolver.SetDNS(d)
 	return nil
 }
 

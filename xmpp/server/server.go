@@ -21,11 +21,16 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"gatehouse/logging/metrics"
 	"gatehouse/xmpp/auth"
+	"gatehouse/xmpp/auth/throttle"
 	"gatehouse/xmpp/c2s"
 	"gatehouse/xmpp/config"
 	"gatehouse/xmpp/conn"
 	"gatehouse/xmpp/hook"
+	"gatehouse/xmpp/mod/mam"
+	"gatehouse/xmpp/mod/muc"
+	"gatehouse/xmpp/mod/roster"
 	"gatehouse/xmpp/router"
 	"gatehouse/xmpp/sessions"
 	"gatehouse/xmpp/storage"
@@ -54,6 +59,19 @@ type Server struct {
 	comp componentState // XEP-0114 component host (components.go)
 	pol  policyState    // boundary policy (policy.go)
 	fed  s2sState       // federation (s2s.go)
+	arc  archiveState   // compliance archive (archive.go)
+	mam  *mam.Module    // the users' own message history (XEP-0313)
+	muc  *muc.Service   // group chat (muc.go)
+	web  webState       // WebSocket and host-meta listener (web.go)
+	mob  mobileState    // push, ad-hoc commands, registration (modules_mobile.go)
+	svc  serviceState   // PEP/pubsub and file upload services (services.go)
+	adm  adminState     // admin API for the CLI (admin.go)
+
+	metrics     *metrics.Metrics   // Prometheus collectors, nil when off (metrics.go)
+	throttle    *throttle.Throttle // login back-off, nil when off (authguard.go)
+	dirs        directoryState     // corporate directory (directory.go)
+	rosterMod   *roster.Module
+	metricsAddr string
 }
 
 type listener struct {
@@ -98,6 +116,17 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 	s.bus.SetRouter(s.router)
 	s.bus.AddIdentity(hook.Identity{Category: "server", Type: "im", Name: cfg.Server.Name})
 	s.registerModules()
+	if err := s.registerMobileModules(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.setupAdmin()
+	s.setupMetrics()
+	s.setupThrottle()
+	if err := s.setupDirectory(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if err := s.setupPolicy(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -122,13 +151,17 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 			Keepalive: cfg.C2S.KeepaliveInterval.D(),
 		},
 		HandshakeTimeout: cfg.C2S.HandshakeTimeout.D(),
-		AllowPlain:       cfg.Auth.AllowPlain,
+		// Directory logins are checked by a bind: PLAIN (over TLS) is needed.
+		AllowPlain:       cfg.Auth.AllowPlain || cfg.Directory.Enabled,
 		SCRAMIterations:  cfg.Auth.SCRAMIterations,
 		AuthSecret:       secret,
 		MaxAuthAttempts:  cfg.Auth.MaxAttempts,
 		ResourceConflict: cfg.C2S.ResourceConflict,
 		MaxPerIP:         cfg.C2S.MaxConnectionsPerIP,
 		Lookup:           s.lookup,
+		Throttle:         s.c2sThrottle(),
+		PlainOnly:        cfg.Directory.Enabled && cfg.Directory.Auth == config.DirectoryAuthPlain,
+		VerifyPlain:      s.verifyPlain,
 		Disabled: func(ctx context.Context, user string) bool {
 			locked, err := db.Locked(ctx, user)
 			return err == nil && locked
@@ -139,15 +172,23 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*Server, 
 			MaxUnacked: cfg.C2S.SMMaxUnacked, RequestEvery: cfg.C2S.SMRequestEvery,
 		},
 		CSI: c2s.CSIConfig{Enabled: cfg.C2S.CSIEnabled, MaxHeld: cfg.C2S.CSIMaxHeld},
+		// XEP-0077 before authentication (modules_mobile.go).
+		Register: s.preAuthRegister, RegisterFeature: cfg.Register.Enabled,
 	}
 	s.c2s = c2s.New(c2sCfg, log.WithField("component", "c2s"), s.router, s.table, s.bus, &s.ids)
 	return s, nil
 }
 
 func (s *Server) lookup(ctx context.Context, user string) (auth.Credentials, error) {
+	if err := s.accountWait(user); err != nil {
+		return auth.Credentials{}, err
+	}
 	c, err := s.db.Credentials(ctx, user)
 	if errors.Is(err, storage.ErrNoUser) {
 		return c, fmt.Errorf("%w: %w", auth.ErrNoUser, err)
+	}
+	if err == nil && s.dirs.dir != nil {
+		return s.directoryLookup(ctx, user, c)
 	}
 	return c, err
 }
@@ -211,6 +252,22 @@ func (s *Server) Listen() error {
 		s.closeListeners()
 		return err
 	}
+	if err := s.listenMetrics(); err != nil {
+		s.closeListeners()
+		return err
+	}
+	if err := s.listenAdmin(); err != nil {
+		s.closeListeners()
+		return err
+	}
+	if err := s.listenWeb(); err != nil {
+		s.closeListeners()
+		return err
+	}
+	if err := s.listenServices(); err != nil {
+		s.closeListeners()
+		return err
+	}
 	return nil
 }
 
@@ -260,6 +317,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopComponents()
 	go s.serveComponents(compCtx)
 	go s.serveS2S(compCtx)
+	go s.serveWeb()
+	go s.serveServices()
+	go s.serveReview() // messages held for review (policy_review.go)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -268,12 +328,32 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.shutdownWeb(shutCtx) // no new WebSocket streams; c2s closes the open ones
 	if err := s.c2s.Shutdown(shutCtx); err != nil {
 		s.log.WithError(err).Warn("some streams did not close in time")
 	}
 	s.shutdownComponents(shutCtx)
 	s.shutdownS2S(shutCtx)
+	s.shutdownMetrics(shutCtx)
+	s.shutdownDirectory()
+	if err := s.adm.api.Shutdown(shutCtx); err != nil {
+		s.log.WithError(err).Warn("admin API calls did not finish in time")
+	}
+	s.closeReview() // before the archive: carrying out a decision records it
 	if err := s.closeArchive(shutCtx); err != nil && runErr == nil {
+		runErr = err
+	}
+	// Every ingress is closed: nothing can be archived to MAM any more.
+	if err := s.mam.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := s.closeMUC(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := s.closeMobile(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := s.shutdownServices(shutCtx); err != nil && runErr == nil {
 		runErr = err
 	}
 	if err := s.db.Close(); err != nil && runErr == nil {
@@ -284,20 +364,30 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Reload re-reads what can change at run time (SIGHUP): the log level and
 // the TLS certificate and key files.
-func (s *Server) Reload(cfg *config.Config) {
+func (s *Server) Reload(cfg *config.Config) ReloadResult {
+	res := ReloadResult{Reloaded: []string{}, Failed: map[string]string{}}
 	if lvl, err := logrus.ParseLevel(cfg.Log.Level); err == nil {
 		s.log.SetLevel(lvl)
+		res.Reloaded = append(res.Reloaded, "log level")
+	} else {
+		res.Failed["log level"] = err.Error()
 	}
 	if err := s.reloadPolicy(context.Background()); err != nil {
 		s.log.WithError(err).Error("policy reload failed; the previous policy stays in force")
+		res.Failed["policy"] = err.Error() + " (the previous policy stays in force)"
+	} else {
+		res.Reloaded = append(res.Reloaded, "policy")
 	}
 	// New connections get the re-read certificate; open ones keep theirs.
 	if err := s.certs.Reload(); err != nil {
 		s.log.WithError(err).Error("reloading the TLS certificate failed; keeping the old one")
+		res.Failed["TLS certificate"] = err.Error() + " (the old certificate stays in use)"
 	} else {
 		s.log.WithField("not_after", s.certs.Leaf().NotAfter).Info("TLS certificate reloaded")
+		res.Reloaded = append(res.Reloaded, "TLS certificate")
 	}
 	s.log.Info("configuration reloaded")
+	return res
 }
 
 // zones resolves a domain to its zone: hosted and internal component

@@ -6,6 +6,7 @@ package sessions
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -35,6 +36,8 @@ type Session struct {
 	Info Info
 	out  Sender
 
+	lastActive atomic.Int64 // unix nanoseconds of the last stanza from the client
+
 	mu         sync.Mutex
 	available  bool
 	priority   int
@@ -48,6 +51,19 @@ type Session struct {
 // New returns a session for full JID j sending through out.
 func New(j jid.JID, conn uint64, out Sender, info Info) *Session {
 	return &Session{JID: j, Conn: conn, out: out, Info: info}
+}
+
+// Touch records that the client sent a stanza now.
+func (s *Session) Touch() { s.lastActive.Store(time.Now().UnixNano()) }
+
+// Idle is the time since the client last sent a stanza (since the session
+// started when it has sent none).
+func (s *Session) Idle() time.Duration {
+	t := s.lastActive.Load()
+	if t == 0 {
+		return time.Since(s.Info.Started)
+	}
+	return time.Since(time.Unix(0, t))
 }
 
 // Send enqueues a stanza for the client.

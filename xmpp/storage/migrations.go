@@ -88,7 +88,8 @@ CREATE TABLE user_group_members (
 ) WITHOUT ROWID;
 CREATE INDEX user_group_members_user ON user_group_members (username, grp);
 `,
-	migrationManagers, // 2: a manager per user (managers.go)
+	migrationManagers,  // 2: a manager per user (managers.go)
+	migrationDirectory, // 3: what the directory sync owns (directory.go)
 }
 
 // SchemaVersion is the schema version this build migrates databases to.

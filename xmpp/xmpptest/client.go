@@ -2,6 +2,7 @@ package xmpptest
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
@@ -20,6 +21,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"gatehouse/xmpp/stanza"
+	"gatehouse/xmpp/websocket"
 )
 
 // ClientOptions tune Dial.
@@ -44,6 +46,9 @@ type ClientOptions struct {
 	// binds a new session and ResumeFailed says why.
 	Resume  string
 	ResumeH uint32
+	// WebSocket connects over RFC 7395 to the server's web listener
+	// (start it with WithWeb) instead of TCP; the rest is the same.
+	WebSocket bool
 }
 
 // Conn returns the client's TLS connection.
@@ -113,6 +118,9 @@ func (ts *TestServer) TryDial(t testing.TB, user, password string, o ClientOptio
 	if o.TLS13 {
 		tc.MinVersion = tls.VersionTLS13
 	}
+	if o.WebSocket {
+		return ts.dialWebSocket(t, user, password, o, tc)
+	}
 	nc, err := net.DialTimeout("tcp", addr, Timeout)
 	if err != nil {
 		return nil, err
@@ -147,6 +155,69 @@ func (ts *TestServer) TryDial(t testing.TB, user, password string, o ClientOptio
 		}
 		c.nc = tlsc
 	}
+	return c.login(ts, user, password, o, fail)
+}
+
+// DialUnauthenticated connects and negotiates STARTTLS, then stops before
+// SASL: it returns the client and the stream features offered, for tests
+// of what happens before authentication (in-band registration). Use Send
+// and NextElement on it.
+func (ts *TestServer) DialUnauthenticated(t testing.TB) (*Client, *stanza.Element) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", ts.Addr, Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(Timeout))
+	c := &Client{t: t, tcp: nc, nc: nc}
+	feats, err := c.open(ts.Domain)
+	if err != nil || feats.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
+		t.Fatalf("xmpptest: no starttls: %v %v", feats, err)
+	}
+	c.raw(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`)
+	if el, err := c.nextElement(); err != nil || el.Name.Local != "proceed" {
+		t.Fatalf("xmpptest: starttls: %v %v", el, err)
+	}
+	tlsc := tls.Client(nc, &tls.Config{RootCAs: ts.Roots, ServerName: ts.Domain})
+	if err := tlsc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.nc = tlsc
+	feats, err = c.open(ts.Domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, feats
+}
+
+// NextElement reads the next top-level element (clients made by
+// DialUnauthenticated, which have no read loop).
+func (c *Client) NextElement() (*stanza.Element, error) { return c.nextElement() }
+
+// dialWebSocket is TryDial over RFC 7395: TLS is the HTTPS connection's,
+// so the stream starts at SASL.
+func (ts *TestServer) dialWebSocket(t testing.TB, user, password string, o ClientOptions, tc *tls.Config) (*Client, error) {
+	if ts.WebAddr() == "" {
+		return nil, errors.New("xmpptest: the web listener is off (use WithWeb)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	nc, err := websocket.Dial(ctx, "wss://"+ts.WebAddr()+ts.Config.Web.WebSocketPath, tc)
+	if err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Now().Add(Timeout))
+	c := &Client{t: t, tcp: nc, nc: nc, Mech: o.Mechanism, autoAck: !o.NoAutoAck}
+	return c.login(ts, user, password, o, func(err error) (*Client, error) {
+		_ = nc.Close()
+		return nil, err
+	})
+}
+
+// login runs SASL, binding or resumption and SM on a secured stream.
+func (c *Client) login(ts *TestServer, user, password string, o ClientOptions, fail func(error) (*Client, error)) (*Client, error) {
+	t := c.t
 	feats, err := c.open(ts.Domain)
 	if err != nil {
 		return fail(err)
@@ -293,7 +364,13 @@ func (c *Client) RequestAck() uint32 {
 
 // Drop cuts the TCP connection without closing the stream or TLS, as a
 // lost network does.
-func (c *Client) Drop() { _ = c.tcp.Close() }
+func (c *Client) Drop() {
+	if a, ok := c.tcp.(interface{ Abort() }); ok {
+		a.Abort() // WebSocket: no closing handshake
+		return
+	}
+	_ = c.tcp.Close()
+}
 
 // ExpectNonza waits for a top-level non-stanza element (stream management,
 // ...) matching f; earlier ones stay queued for later calls.
@@ -396,7 +473,10 @@ func (c *Client) auth(feats *stanza.Element, user, password, mech string) error 
 			offered = append(offered, e.Text())
 		}
 	}
-	tc := c.nc.(*tls.Conn)
+	tc, ok := c.nc.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return errors.New("xmpptest: SASL before TLS")
+	}
 	cs := tc.ConnectionState()
 	client := sasl.NewClient(m, sasl.Credentials(func() ([]byte, []byte, []byte) {
 		return []byte(user), []byte(password), nil

@@ -41,8 +41,18 @@ func (ts *TestServer) Stop() { ts.stop() }
 // Option changes the config before the server starts.
 type Option func(*config.Config)
 
+// WithWeb turns on the web listener (WebSocket, host-meta) on 127.0.0.1:0;
+// TestServer.WebAddr says where it is.
+func WithWeb() Option {
+	return func(c *config.Config) {
+		c.Web.Enabled = true
+		c.Web.Listen = "127.0.0.1:0"
+	}
+}
+
 // RunServer starts a server with the default config (domain localhost,
-// listeners on 127.0.0.1:0, a temporary data directory) and stops it when
+// listeners, the upload HTTPS one included, on 127.0.0.1:0, a temporary
+// data directory) and stops it when
 // the test ends.
 func RunServer(t testing.TB, opts ...Option) *TestServer {
 	t.Helper()
@@ -50,6 +60,11 @@ func RunServer(t testing.TB, opts ...Option) *TestServer {
 	cfg.DataDir = t.TempDir()
 	cfg.C2S.Listen = []string{"127.0.0.1:0"}
 	cfg.C2S.ListenTLS = []string{"127.0.0.1:0"}
+	// Upload is on by default and binds an HTTPS port of its own; tests
+	// run servers side by side, so it picks a free one (UploadAddr says
+	// which). The web listener is off unless WithWeb, but the same holds.
+	cfg.Upload.Listen = "127.0.0.1:0"
+	cfg.Web.Listen = "127.0.0.1:0"
 	for _, o := range opts {
 		o(cfg)
 	}

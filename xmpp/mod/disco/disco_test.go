@@ -128,7 +128,10 @@ func TestServerItems(t *testing.T) {
 	r := query(t, alice, "get", "localhost", disco.NSItems, "")
 	check(t, r, reply{typ: "result"})
 	items := r.Child(disco.NSItems, "query").Elements()
-	if len(items) != 1 || items[0].AttrValue("jid") != "conference.localhost" {
+	// The internal services, sorted: group chat, pubsub (PEP's service,
+	// xmpp/mod/pubsub) and file upload (on by default).
+	if len(items) != 3 || items[0].AttrValue("jid") != "conference.localhost" || items[1].AttrValue("jid") != "pubsub.localhost" ||
+		items[2].AttrValue("jid") != "upload.localhost" {
 		t.Fatalf("items %s", r)
 	}
 }
@@ -155,7 +158,8 @@ func TestAccountInfo(t *testing.T) {
 				return
 			}
 			q := r.Child(disco.NSInfo, "query")
-			if ids := identities(q); len(ids) != 1 || ids[0] != "account/registered/" {
+			// pubsub/pep comes from PEP (xmpp/mod/pubsub, XEP-0163 §6.1).
+			if ids := identities(q); len(ids) != 2 || ids[0] != "account/registered/" || ids[1] != "pubsub/pep/" {
 				t.Errorf("identities %v", ids)
 			}
 			fs := features(q)

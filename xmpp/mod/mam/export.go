@@ -28,6 +28,10 @@ func AnswerQuery(ctx context.Context, store *Store, owner string, st *stanza.Sta
 	}
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
+	// Messages archived with AppendAsync just before must be in the answer.
+	if err := store.Sync(ctx); err != nil {
+		return stanza.Bounce(st, stanza.InternalServerError, "")
+	}
 	res, err := store.Query(ctx, owner, req.Filter, req.Page)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -61,10 +65,14 @@ func AnswerQuery(ctx context.Context, store *Store, owner string, st *stanza.Sta
 
 // Replace swaps the stored message of archive id in user's archive for
 // xml (a retraction tombstone, XEP-0424/XEP-0425), keeping its id and
-// time. An id that is not in the archive gives ErrNotFound.
+// time. It first waits for queued appends (AppendAsync). An id that is not
+// in the archive gives ErrNotFound.
 func (s *Store) Replace(ctx context.Context, user, id string, xml []byte) error {
 	if len(xml) == 0 {
 		return fmt.Errorf("mam: replace: empty message: %w", ErrInvalid)
+	}
+	if err := s.Sync(ctx); err != nil {
+		return err
 	}
 	r, err := s.w.ExecContext(ctx, `UPDATE archive SET xml = ? WHERE username = ? AND stanza_id = ?`, xml, user, id)
 	if err != nil {
@@ -81,8 +89,11 @@ func (s *Store) Replace(ctx context.Context, user, id string, xml []byte) error 
 }
 
 // Get returns the archived message with archive id from user's archive,
-// or ErrNotFound.
+// or ErrNotFound. Like Replace, it first waits for queued appends.
 func (s *Store) Get(ctx context.Context, user, id string) (Item, error) {
+	if err := s.Sync(ctx); err != nil {
+		return Item{}, err
+	}
 	res, err := s.Query(ctx, user, Filter{IDs: []string{id}}, Page{Max: 1})
 	if err != nil {
 		return Item{}, err

@@ -228,6 +228,7 @@ func (m *Module) Register(bus *hook.Bus) {
 	bus.HandleIQ(hook.AddrBare, NS, "prefs", m.prefsIQ)
 	bus.HandleIQ(hook.AddrBare, NS, "metadata", m.metadataIQ)
 	bus.AddFeature(hook.AddrBare, NS, NSExtended, NSSID)
+	bus.AddFeature(hook.AddrHost, NS, NSExtended)
 }
 
 // inbound archives a message reaching a local account; it never consumes.

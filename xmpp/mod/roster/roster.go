@@ -240,6 +240,22 @@ func (m *Module) Update(ctx context.Context, owner jid.JID, it storage.RosterIte
 	return nil
 }
 
+// Remove deletes the owner's item for contact and pushes the removal. Unlike
+// a client's removal it sends no unsubscribe/unsubscribed: a privileged
+// entity (XEP-0356) that removes a contact manages the subscription itself.
+// It returns storage.ErrNotFound (wrapped) when there is no such item.
+func (m *Module) Remove(ctx context.Context, owner, contact jid.JID) error {
+	unlock := m.Lock(owner.Localpart())
+	defer unlock()
+	c := contact.Bare().String()
+	ver, err := m.store.DeleteRosterItem(ctx, owner.Localpart(), c)
+	if err != nil {
+		return fmt.Errorf("roster: remove %s: %w", c, err)
+	}
+	m.push(ctx, owner, storage.RosterItem{JID: c, Subscription: "remove"}, ver)
+	return nil
+}
+
 // Item returns the owner's item for contact (bare), if any.
 func (m *Module) Item(ctx context.Context, owner jid.JID, contact jid.JID) (storage.RosterItem, bool, error) {
 	return m.store.RosterItem(ctx, owner.Localpart(), contact.Bare().String())
