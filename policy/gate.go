@@ -250,10 +250,23 @@ func (g *Gate) Cross(ctx context.Context, env *router.Envelope) (router.Decision
 	o := &sc.out
 
 	dec := router.Decision{Verdict: o.verdict, PolicyVersion: p.version}
-	var virus string
+	var virus, scan string
 	var scanErr error
+	for i := range sc.offers {
+		if sc.offers[i].ScannedAtUpload {
+			scan = "clean (scanned at upload)"
+		}
+	}
 	if o.verdict == router.Allow && o.scan {
 		virus, scanErr = g.scanOffers(ctx, st, sc.offers)
+		switch {
+		case scanErr != nil:
+			scan = "unscanned: " + scanErr.Error()
+		case virus != "":
+			scan = "infected: " + virus
+		case hasData(sc.offers):
+			scan = "clean"
+		}
 		switch {
 		case scanErr != nil && !g.opts.ScanFailOpen:
 			g.opts.Log.WithError(scanErr).Warn("policy: file could not be scanned; refusing it (on_scan_failure: deny)")
@@ -288,6 +301,7 @@ func (g *Gate) Cross(ctx context.Context, env *router.Envelope) (router.Decision
 		g.sendDisclaimers(ctx, p, x, st)
 	}
 	dec.Rule = ruleList(o.acted, o.defaultDeny)
+	dec.Scan = scan
 	if dec.Verdict == router.Deny && x.dir == Outbound && st.Kind == stanza.KindPresence && st.Type == "subscribe" {
 		g.subscriptionRefused(ctx, p, x, dec)
 	}
@@ -685,4 +699,14 @@ func (p *Policy) matchedTerms(r *rule, st *stanza.Stanza, sc *scratch) []string 
 		}
 	}
 	return out
+}
+
+// hasData reports whether an offer carries content the scanner saw.
+func hasData(offers []FileOffer) bool {
+	for i := range offers {
+		if len(offers[i].Data) > 0 {
+			return true
+		}
+	}
+	return false
 }

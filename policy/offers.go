@@ -108,6 +108,9 @@ type FileOffer struct {
 	// Data is the content when it crosses inline (data: URIs, BoB, an IBB
 	// chunk), which is what can be scanned.
 	Data []byte
+	// ScannedAtUpload: the URL is a file on the built-in upload service
+	// that the scanner found clean when it was uploaded.
+	ScannedAtUpload bool
 }
 
 // Ext returns the offer's lower-case file name extension with its dot.

@@ -51,13 +51,14 @@ type uploadIndex struct {
 type uploadInfo struct {
 	size      int64
 	mediaType string
+	scanned   bool // found clean by the scanner when it was uploaded
 }
 
 func newUploadIndex(max int) *uploadIndex {
 	return &uploadIndex{max: max, files: map[string]uploadInfo{}}
 }
 
-func (ix *uploadIndex) remember(u FileUpload) {
+func (ix *uploadIndex) remember(u FileUpload, scanned bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if _, ok := ix.files[u.URL]; !ok {
@@ -69,7 +70,7 @@ func (ix *uploadIndex) remember(u FileUpload) {
 			ix.next = (ix.next + 1) % ix.max
 		}
 	}
-	ix.files[u.URL] = uploadInfo{size: u.Size, mediaType: mediaType(u.MediaType)}
+	ix.files[u.URL] = uploadInfo{size: u.Size, mediaType: mediaType(u.MediaType), scanned: scanned}
 }
 
 // fill completes link offers that point at known uploads.
@@ -89,6 +90,7 @@ func (ix *uploadIndex) fill(offers []FileOffer) {
 			if o.MediaType == "" {
 				o.MediaType = f.mediaType
 			}
+			o.ScannedAtUpload = f.scanned
 		}
 	}
 }
@@ -145,8 +147,10 @@ func (g *Gate) CheckUploadedFile(ctx context.Context, u FileUpload, r io.Reader)
 	x := g.uploadCrossing(ctx, s, sc, u)
 	o := &sc.out
 	dec := router.Decision{Verdict: router.Allow, Rule: DefaultRule, PolicyVersion: p.version}
+	scanned := false
 	if p.scan != nil && g.opts.Scanner != nil && p.scan.sel.match(x) {
 		virus, err := g.scanStream(ctx, r)
+		scanned = err == nil && virus == ""
 		switch {
 		case err != nil && !g.opts.ScanFailOpen:
 			g.opts.Log.WithError(err).WithField("owner", u.Owner.String()).Warn("policy: upload could not be scanned; refusing it (on_scan_failure: deny)")
@@ -166,7 +170,7 @@ func (g *Gate) CheckUploadedFile(ctx context.Context, u FileUpload, r io.Reader)
 			return dec
 		}
 	}
-	g.uploads.remember(u)
+	g.uploads.remember(u, scanned)
 	return dec
 }
 

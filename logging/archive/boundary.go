@@ -100,13 +100,13 @@ func (b *Boundary) Cross(ctx context.Context, env *router.Envelope) (router.Deci
 		// The router refuses the crossing; record the attempt if we can
 		// (what was refused and why belongs in the record too).
 		rec.Verdict, rec.DenyCondition, rec.DenyText = Error, string(stanza.ResourceConstraint), err.Error()
-		if aerr := b.record(ctx, rec, files); aerr != nil {
+		if aerr := b.record(ctx, rec, files, ""); aerr != nil {
 			b.failed(env, aerr)
 		}
 		return dec, err
 	}
 	rec.SetDecision(dec, env.Stanza)
-	if aerr := b.record(ctx, rec, files); aerr != nil {
+	if aerr := b.record(ctx, rec, files, dec.Scan); aerr != nil {
 		b.failed(env, aerr)
 		if b.o.FailOpen || dec.Verdict == router.Deny {
 			return dec, nil
@@ -119,12 +119,12 @@ func (b *Boundary) Cross(ctx context.Context, env *router.Envelope) (router.Deci
 
 // record commits the stanza row, and with it a file_transfers row for
 // each file the stanza offers.
-func (b *Boundary) record(ctx context.Context, rec *Stanza, files []fileOffer) error {
+func (b *Boundary) record(ctx context.Context, rec *Stanza, files []fileOffer, scan string) error {
 	if len(files) == 0 {
 		_, err := b.a.Append(ctx, rec)
 		return err
 	}
-	return b.a.appendWithFiles(ctx, rec, files)
+	return b.a.appendWithFiles(ctx, rec, files, scan)
 }
 
 // failed writes the operator-level log line for a crossing the archive

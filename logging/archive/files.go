@@ -155,7 +155,7 @@ func parseSize(s string) int64 {
 // appendWithFiles commits a stanza record and a file_transfers row for
 // each file it offers in one transaction: the files name the stanza's
 // seq, and either all of them are on record or none.
-func (a *Archive) appendWithFiles(ctx context.Context, rec *Stanza, files []fileOffer) error {
+func (a *Archive) appendWithFiles(ctx context.Context, rec *Stanza, files []fileOffer, scan string) error {
 	if err := rec.check(); err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (a *Archive) appendWithFiles(ctx context.Context, rec *Stanza, files []file
 		for _, f := range files {
 			ft := &FileTransfer{Direction: rec.Direction, Zone: rec.Zone, Network: rec.Network, Account: rec.Account,
 				Peer: rec.Peer, PeerJID: rec.PeerJID, FileName: f.name, Size: f.size, MediaType: f.mediaType,
-				SHA256: f.sha256, URL: f.url, Verdict: rec.Verdict, Rule: rec.Rule, PolicyVersion: rec.PolicyVersion,
+				SHA256: f.sha256, URL: f.url, ScanResult: scan, Verdict: rec.Verdict, Rule: rec.Rule, PolicyVersion: rec.PolicyVersion,
 				StanzaSeq: rc.Seq}
 			if _, err := ap.append(ctx, ft); err != nil {
 				return err

@@ -95,6 +95,11 @@ type Decision struct {
 	// that held it. Both go into the compliance archive.
 	Rule          string
 	PolicyVersion string
+	// Scan is the virus scan of the files the stanza offers, for the
+	// archive's file_transfers rows: "clean", "infected: NAME",
+	// "unscanned: REASON", "clean (scanned at upload)"; "" when no file
+	// was scanned.
+	Scan string
 }
 
 // Boundary inspects (and records) every stanza that crosses between the

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -126,4 +128,33 @@ func TestPolicyUploads(t *testing.T) {
 	alice.Send(`<message to='partner@irc.localhost' type='chat' id='after'><body>done</body></message>`)
 	e.peer.expect(bodyIs("done"))
 	e.peer.none(func(s *stanza.Stanza) bool { return s.ID == "out" })
+
+	// A small clean upload shared outside goes through; the archive's
+	// file_transfers rows carry what the scanner said about both links.
+	small := []byte("minutes of the meeting\n")
+	smallURL, errSt := requestSlot(alice, "small", "minutes.txt", len(small))
+	if errSt != nil {
+		t.Fatalf("slot: %v", errSt)
+	}
+	if code, body := put(t, hc, smallURL, small); code != http.StatusCreated {
+		t.Fatalf("small upload: %d %q", code, body)
+	}
+	alice.Send(fmt.Sprintf(`<message to='partner@irc.localhost' type='chat' id='out2'><body>%s</body><x xmlns='jabber:x:oob'><url>%s</url></x></message>`, smallURL, smallURL))
+	e.peer.expect(func(s *stanza.Stanza) bool { return s.ID == "out2" })
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(e.ts.Config.DataDir, e.ts.Config.Archive.File)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for u, want := range map[string]string{
+		url:      "deny max-1mb 1800000 clean (scanned at upload)",
+		smallURL: "allow  23 clean (scanned at upload)",
+	} {
+		var got string
+		err := db.QueryRow(`SELECT verdict || ' ' || coalesce(rule, '') || ' ' || coalesce(size_bytes, '') || ' ' || coalesce(scan_result, '')
+			FROM file_transfers WHERE url = ? AND direction = 'out'`, u).Scan(&got)
+		if err != nil || !strings.HasPrefix(got, strings.Fields(want)[0]) || !strings.HasSuffix(got, "clean (scanned at upload)") {
+			t.Errorf("file_transfers row for %s: %q (%v), want like %q", u, got, err, want)
+		}
+	}
 }
