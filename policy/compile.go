@@ -26,6 +26,9 @@ type Options struct {
 	// Scanner says whether a virus scanner (clamd) is configured; a policy
 	// that enables scanning without one is refused.
 	Scanner bool
+	// LinkFetcher says whether the server can fetch files behind links
+	// (policy.scan_links); a policy with scan.links needs it.
+	LinkFetcher bool
 }
 
 // Stage is one step of evaluation. Stages run in this fixed order.
@@ -109,6 +112,7 @@ type Policy struct {
 	access, content, files []*rule
 	barriers               []*rule
 	scan                   *rule
+	scanLinks              bool // scan.links: fetch and scan files behind outside links
 	disclaimer             *rule
 	disclaimerText         string
 	disclaimerPeriod       time.Duration
@@ -360,6 +364,10 @@ func (c *compiler) compile(f *File, data []byte) *Policy {
 	}
 	if f.Scan.Enabled {
 		p.scan = c.scan(&f.Scan)
+		p.scanLinks = f.Scan.Links
+		if f.Scan.Links && !c.opts.LinkFetcher {
+			c.fail("scan.links", "fetching files behind links is off: set policy.scan_links: true in the server configuration")
+		}
 	} else if f.Scan.ID != "" || len(f.Scan.Notify) > 0 {
 		c.check("scan", f.Scan.Selector)
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"gatehouse/xmpp/router"
 	"gatehouse/xmpp/stanza"
 )
@@ -125,7 +126,7 @@ func (p *Policy) evaluate(st *stanza.Stanza, x *crossing, s *scratch) {
 	// 4. Scan: inline content is scanned by the Gate (it needs I/O).
 	if p.scan != nil && len(s.offers) > 0 && p.scan.sel.match(x) {
 		for i := range s.offers {
-			if len(s.offers[i].Data) > 0 {
+			if len(s.offers[i].Data) > 0 || p.scanLinks && fetchable(&s.offers[i]) {
 				o.scan = true
 				break
 			}
@@ -262,4 +263,11 @@ func (p *Policy) patternMatches(j int, st *stanza.Stanza, s *scratch) bool {
 		}
 	}
 	return false
+}
+
+// fetchable reports whether o is a link whose file the Gate fetches to
+// scan (scan.links): http(s), and not an upload scanned when stored.
+func fetchable(o *FileOffer) bool {
+	return len(o.Data) == 0 && !o.ScannedAtUpload &&
+		(strings.HasPrefix(o.URL, "https://") || strings.HasPrefix(o.URL, "http://"))
 }

@@ -201,10 +201,15 @@ type Rule struct {
 }
 
 // Scan configures virus scanning of file content that crosses inline
-// (XEP-0047 in-band bytestreams, data: URIs, XEP-0231 bits of binary).
+// (XEP-0047 in-band bytestreams, data: URIs, XEP-0231 bits of binary)
+// and, with Links, of files behind http(s) links to outside servers.
 type Scan struct {
-	Enabled  bool   `yaml:"enabled"`
-	ID       string `yaml:"id"` // rule id in decisions; default "scan"
+	Enabled bool   `yaml:"enabled"`
+	ID      string `yaml:"id"` // rule id in decisions; default "scan"
+	// Links fetches files behind http(s) links (OOB, SFS, upload URLs of
+	// other servers) and scans them before the link crosses; the server
+	// must provide a fetcher (policy.scan_links in its configuration).
+	Links    bool `yaml:"links"`
 	Selector `yaml:",inline"`
 	Message  string   `yaml:"message"`
 	Notify   []string `yaml:"notify"`

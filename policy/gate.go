@@ -58,6 +58,9 @@ type GateOptions struct {
 	// so that user and group rules apply to what a user says outside
 	// through a room. nil: such addresses match no user or group rule.
 	Attribute func(jid.JID) (jid.JID, bool)
+	// Fetcher gets files behind links for scanning (scan.links); nil:
+	// links are not fetched.
+	Fetcher LinkFetcher
 	Now       func() time.Time
 	Log       logrus.FieldLogger
 }
@@ -258,13 +261,13 @@ func (g *Gate) Cross(ctx context.Context, env *router.Envelope) (router.Decision
 		}
 	}
 	if o.verdict == router.Allow && o.scan {
-		virus, scanErr = g.scanOffers(ctx, st, sc.offers)
+		virus, scanErr = g.scanOffers(ctx, p, st, sc.offers)
 		switch {
 		case scanErr != nil:
 			scan = "unscanned: " + scanErr.Error()
 		case virus != "":
 			scan = "infected: " + virus
-		case hasData(sc.offers):
+		case hasData(sc.offers) || p.scanLinks && g.opts.Fetcher != nil && hasLink(sc.offers):
 			scan = "clean"
 		}
 		switch {
@@ -478,13 +481,30 @@ func ruleList(acted []*rule, defaultDeny bool) string {
 
 // scanOffers scans the inline content of the offers and returns the first
 // malware name found.
-func (g *Gate) scanOffers(ctx context.Context, st *stanza.Stanza, offers []FileOffer) (string, error) {
+func (g *Gate) scanOffers(ctx context.Context, p *Policy, st *stanza.Stanza, offers []FileOffer) (string, error) {
 	for i := range offers {
 		o := &offers[i]
-		if len(o.Data) == 0 {
+		data := o.Data
+		if len(data) == 0 {
+			if !p.scanLinks || g.opts.Fetcher == nil || !fetchable(o) {
+				continue
+			}
+			// The file behind an outside link: fetched (bounded in size
+			// and time by the fetcher) and scanned before the link
+			// crosses. A file that cannot be fetched is a scan failure.
+			b, err := g.opts.Fetcher.Fetch(ctx, o.URL)
+			if err != nil {
+				return "", fmt.Errorf("%w: fetching %s: %w", ErrScan, o.URL, err)
+			}
+			if o.Size < 0 {
+				o.Size = int64(len(b))
+			}
+			name, err := g.opts.Scanner.Scan(ctx, b)
+			if err != nil || name != "" {
+				return name, err
+			}
 			continue
 		}
-		data := o.Data
 		if o.Mechanism == MechIBB {
 			data = g.ibb.window(st, o)
 		}
@@ -709,4 +729,20 @@ func hasData(offers []FileOffer) bool {
 		}
 	}
 	return false
+}
+
+// hasLink reports whether an offer is a link the Gate fetches.
+func hasLink(offers []FileOffer) bool {
+	for i := range offers {
+		if fetchable(&offers[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// LinkFetcher gets the file behind a link for scanning, bounded in size
+// and time; a file too large to scan is an error.
+type LinkFetcher interface {
+	Fetch(ctx context.Context, url string) ([]byte, error)
 }

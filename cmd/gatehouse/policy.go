@@ -78,7 +78,7 @@ exist yet in the data directory are reported as warnings.`,
 			if err != nil {
 				return err
 			}
-			p, err := policy.Load(file, server.PolicyOptions(cfg.Hosts, cfg.Policy.Clamd))
+			p, err := policy.Load(file, server.PolicyOptions(cfg))
 			if err != nil {
 				return err
 			}
@@ -148,7 +148,7 @@ func runPolicyTest(cmd *cobra.Command, g *globals, f *policyTestFlags) error {
 	if err != nil {
 		return err
 	}
-	p, err := policy.Load(file, server.PolicyOptions(cfg.Hosts, cfg.Policy.Clamd))
+	p, err := policy.Load(file, server.PolicyOptions(cfg))
 	if err != nil {
 		return err
 	}
@@ -446,7 +446,7 @@ version, or why it refused. Under systemd, "systemctl reload gatehouse"
 			if err != nil {
 				return err
 			}
-			p, err := policy.Load(file, server.PolicyOptions(cfg.Hosts, cfg.Policy.Clamd))
+			p, err := policy.Load(file, server.PolicyOptions(cfg))
 			if err != nil {
 				return fmt.Errorf("not reloaded: %w", err)
 			}

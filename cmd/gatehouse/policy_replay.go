@@ -88,7 +88,7 @@ func runPolicyReplay(cmd *cobra.Command, g *globals, f *policyReplayFlags) error
 	if err != nil {
 		return err
 	}
-	p, err := policy.Load(file, server.PolicyOptions(cfg.Hosts, cfg.Policy.Clamd))
+	p, err := policy.Load(file, server.PolicyOptions(cfg))
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func recordCrossings(t *testing.T, cfgFile, archivePath string, stanzas []string
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := policy.Load(cfg.Policy.File, server.PolicyOptions(cfg.Hosts, cfg.Policy.Clamd))
+	p, err := policy.Load(cfg.Policy.File, server.PolicyOptions(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,15 @@ type Policy struct {
 	// ReviewPoll is how often the server picks up reviewers' decisions
 	// (`gatehouse review release|reject`) from the queue; default 2s.
 	ReviewPoll Duration `yaml:"review_poll"`
+	// ScanLinks lets the server fetch files behind http(s) links that
+	// cross (OOB, SFS, other servers' uploads) so that a policy with
+	// scan.links can scan them: up to scan_max_bytes, within
+	// clamd_timeout. Default false.
+	ScanLinks bool `yaml:"scan_links"`
+	// ScanLinksPrivate also fetches links to private and loopback
+	// addresses, which are refused by default (the fetcher must not be a
+	// way into the company network). Default false.
+	ScanLinksPrivate bool `yaml:"scan_links_private"`
 }
 
 // policyDefaults returns the defaults of the policy section.

@@ -20,13 +20,16 @@ policy:
   review_timeout: 1h
   review_timeout_action: release
   review_poll: 500ms
+  scan_links: true
+  scan_links_private: true
 `), "gh.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Policy{File: "/etc/gatehouse/policy.yaml", Clamd: "unix:/run/clamav/clamd.ctl", ClamdTimeout: Duration(5 * time.Second),
 		OnScanFailure: "allow", ScanMaxBytes: 65536, DirectoryRefresh: 0, MaxTransfers: 10,
-		ReviewTimeout: Duration(time.Hour), ReviewTimeoutAction: "release", ReviewPoll: Duration(500 * time.Millisecond)}
+		ReviewTimeout: Duration(time.Hour), ReviewTimeoutAction: "release", ReviewPoll: Duration(500 * time.Millisecond),
+		ScanLinks: true, ScanLinksPrivate: true}
 	if c.Policy != want {
 		t.Fatalf("policy section %+v, want %+v", c.Policy, want)
 	}

@@ -25,8 +25,8 @@ type policyState struct {
 
 // PolicyOptions returns the compile options for this configuration (also
 // used by `gatehouse policy check` and `test`).
-func PolicyOptions(hosts []string, clamd string) policy.Options {
-	return policy.Options{Hosts: hosts, Scanner: clamd != ""}
+func PolicyOptions(cfg *config.Config) policy.Options {
+	return policy.Options{Hosts: cfg.Hosts, Scanner: cfg.Policy.Clamd != "", LinkFetcher: cfg.Policy.ScanLinks}
 }
 
 // setupPolicy loads the boundary policy. Called from New before the
@@ -59,6 +59,7 @@ func (s *Server) setupPolicy(ctx context.Context) error {
 		DirectoryRefresh: pc.DirectoryRefresh.D(),
 		MaxTransfers:     pc.MaxTransfers,
 		Attribute:        s.occupantAccount,
+		Fetcher:          s.linkFetcher(),
 		Log:              log,
 	})
 	if err != nil {
@@ -85,7 +86,7 @@ func (s *Server) readPolicy() (*policy.Policy, error) {
 	if s.cfg.Policy.File == "" {
 		return nil, nil
 	}
-	return policy.Load(s.cfg.Policy.File, PolicyOptions(s.cfg.Hosts, s.cfg.Policy.Clamd))
+	return policy.Load(s.cfg.Policy.File, PolicyOptions(s.cfg))
 }
 
 func (s *Server) logPolicy(ctx context.Context, msg string) {
@@ -263,4 +264,14 @@ func (s *Server) recordBarrier(ctx context.Context, env *router.Envelope, dec ro
 	}
 	s.log.WithField("component", "policy").WithError(err).WithField("rule", dec.Rule).Error("compliance archive: barrier decision not recorded")
 	return s.cfg.Archive.OnArchiveFailure == config.ArchiveAllow
+}
+
+// linkFetcher fetches files behind outside links for scanning when
+// policy.scan_links is on (nil otherwise).
+func (s *Server) linkFetcher() policy.LinkFetcher {
+	pc := s.cfg.Policy
+	if !pc.ScanLinks {
+		return nil
+	}
+	return policy.NewHTTPFetcher(int64(pc.ScanMaxBytes), pc.ClamdTimeout.D(), pc.ScanLinksPrivate)
 }
