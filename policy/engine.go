@@ -1,9 +1,9 @@
 package policy
 
 import (
-	"strings"
 	"gatehouse/xmpp/router"
 	"gatehouse/xmpp/stanza"
+	"strings"
 )
 
 // scratch is the per-evaluation state. It is pooled (see Gate) so that a

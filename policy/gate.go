@@ -61,8 +61,8 @@ type GateOptions struct {
 	// Fetcher gets files behind links for scanning (scan.links); nil:
 	// links are not fetched.
 	Fetcher LinkFetcher
-	Now       func() time.Time
-	Log       logrus.FieldLogger
+	Now     func() time.Time
+	Log     logrus.FieldLogger
 }
 
 // Gate is the boundary: it implements router.Boundary with the current
