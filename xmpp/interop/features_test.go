@@ -1192,7 +1192,10 @@ func init() {
 				p.t.Fatalf("room archive, last message: %v", ms)
 			}
 		}},
-		"urn:xmpp:mam:2#extended": {"XEP-0313", func(p *prober, room string) { probeMAMExtended(p, room) }},
+		"urn:xmpp:mam:2#extended": {"XEP-0313", func(p *prober, room string) {
+			probeMAMExtended(p, room)
+			probeMAMMetadata(p, room)
+		}},
 		// Room type flags: each says how the room behaves.
 		"muc_moderated": {"XEP-0045", func(p *prober, room string) {
 			c := p.carolClient()

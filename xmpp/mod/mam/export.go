@@ -103,3 +103,20 @@ func (s *Store) Get(ctx context.Context, user, id string) (Item, error) {
 	}
 	return res.Items[0], nil
 }
+
+// Metadata returns the <metadata/> answer (XEP-0313 §7: first and last
+// archive id and stamp; empty for an empty archive) of owner's archive.
+func Metadata(ctx context.Context, store *Store, owner string) (*stanza.Element, error) {
+	first, last, ok, err := store.Bounds(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	md := stanza.NewElement(NS, "metadata")
+	if ok {
+		md.Append(
+			stanza.NewElement(NS, "start", "id", first.ID, "timestamp", stamp(first.Time)),
+			stanza.NewElement(NS, "end", "id", last.ID, "timestamp", stamp(last.Time)),
+		)
+	}
+	return md, nil
+}

@@ -508,17 +508,10 @@ func (m *Module) metadataIQ(ctx context.Context, env *router.Envelope) *stanza.S
 		return stanza.Bounce(st, stanza.BadRequest, "")
 	}
 	user := st.To.Localpart()
-	first, last, ok, err := m.store.Bounds(ctx, user)
+	md, err := Metadata(ctx, m.store, user)
 	if err != nil {
 		m.log.WithError(err).WithField("user", user).Error("reading archive metadata")
 		return stanza.Bounce(st, stanza.InternalServerError, "")
-	}
-	md := stanza.NewElement(NS, "metadata")
-	if ok {
-		md.Append(
-			stanza.NewElement(NS, "start", "id", first.ID, "timestamp", stamp(first.Time)),
-			stanza.NewElement(NS, "end", "id", last.ID, "timestamp", stamp(last.Time)),
-		)
 	}
 	return st.Result(md)
 }

@@ -59,6 +59,8 @@ func (s *Service) roomIQ(ctx context.Context, env *router.Envelope) {
 		}
 	case p.Name.Space == mam.NS && p.Name.Local == "query":
 		r.archiveQuery(ctx, st, o, aff)
+	case p.Name.Space == mam.NS && p.Name.Local == "metadata" && st.Type == "get":
+		r.archiveMetadata(ctx, st, o, aff)
 	case p.Name.Space == NSModerate && p.Name.Local == "moderate" && st.Type == "set":
 		r.moderate(ctx, st, o, p)
 	case p.Name.Space == NSPing && p.Name.Local == "ping" && st.Type == "get":
@@ -73,18 +75,7 @@ func (s *Service) roomIQ(ctx context.Context, env *router.Envelope) {
 // may query; so may members of a members-only room. The results are queued
 // behind the room lock like everything else the room sends.
 func (r *Room) archiveQuery(ctx context.Context, st *stanza.Stanza, o *occupant, aff Affiliation) {
-	switch {
-	case r.svc.archive == nil || !r.cfg.Logging:
-		r.errorReply(st, stanza.ServiceUnavailable, "this room keeps no archive")
-		return
-	case aff == AffOutcast:
-		r.errorReply(st, stanza.Forbidden, "")
-		return
-	case r.cfg.MembersOnly && aff.rank() < AffMember.rank():
-		r.errorReply(st, stanza.Forbidden, "only members may read the archive of this room")
-		return
-	case !r.cfg.MembersOnly && !r.cfg.Public && o == nil && aff.rank() < AffMember.rank():
-		r.errorReply(st, stanza.Forbidden, "join the room to read its archive")
+	if !r.archiveAccess(st, o, aff) {
 		return
 	}
 	reply := mam.AnswerQuery(ctx, r.svc.archive, r.jid.String(), st, archiveMaxPag, func(m *stanza.Stanza) error {
@@ -94,6 +85,38 @@ func (r *Room) archiveQuery(ctx context.Context, st *stanza.Stanza, o *occupant,
 	if reply != nil {
 		r.emit(reply)
 	}
+}
+
+// archiveAccess reports whether the requester may read the room archive,
+// answering the request with the error when not.
+func (r *Room) archiveAccess(st *stanza.Stanza, o *occupant, aff Affiliation) bool {
+	switch {
+	case r.svc.archive == nil || !r.cfg.Logging:
+		r.errorReply(st, stanza.ServiceUnavailable, "this room keeps no archive")
+	case aff == AffOutcast:
+		r.errorReply(st, stanza.Forbidden, "")
+	case r.cfg.MembersOnly && aff.rank() < AffMember.rank():
+		r.errorReply(st, stanza.Forbidden, "only members may read the archive of this room")
+	case !r.cfg.MembersOnly && !r.cfg.Public && o == nil && aff.rank() < AffMember.rank():
+		r.errorReply(st, stanza.Forbidden, "join the room to read its archive")
+	default:
+		return true
+	}
+	return false
+}
+
+// archiveMetadata answers a XEP-0313 <metadata/> request to the room
+// (part of urn:xmpp:mam:2#extended, which rooms advertise).
+func (r *Room) archiveMetadata(ctx context.Context, st *stanza.Stanza, o *occupant, aff Affiliation) {
+	if !r.archiveAccess(st, o, aff) {
+		return
+	}
+	md, err := mam.Metadata(ctx, r.svc.archive, r.jid.String())
+	if err != nil {
+		r.errorReply(st, stanza.InternalServerError, "")
+		return
+	}
+	r.emit(st.Result(md))
 }
 
 // occupantIQ handles iq stanzas to room@service/nick: self-ping (XEP-0410)
