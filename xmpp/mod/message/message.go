@@ -167,6 +167,18 @@ func (m *Module) storeOffline(ctx context.Context, env *router.Envelope) {
 	case err != nil:
 		m.log.WithError(err).WithField("user", st.To.Localpart()).Error("storing offline message")
 		m.bus.Bounce(ctx, env, stanza.InternalServerError, "")
+	default:
+		// A resource of the user may have sent its initial presence while
+		// the message was being stored, and flushed the offline store just
+		// before the message landed in it. initialPresence marks the
+		// session before it reads the store, so a marked session here means
+		// that flush may have missed this message: flush again.
+		for _, s := range m.bus.Sessions().Resources(st.To.Bare()) {
+			if s.Value("offline-flushed") != nil {
+				m.flushOffline(ctx, s)
+				break
+			}
+		}
 	}
 }
 
@@ -182,12 +194,19 @@ func (m *Module) initialPresence(ctx context.Context, env *router.Envelope) bool
 		return false
 	}
 	s.SetValue("offline-flushed", true)
-	msgs, err := m.store.TakeOffline(ctx, st.From.Localpart())
+	m.flushOffline(ctx, s)
+	return false
+}
+
+// flushOffline delivers and removes the offline messages of s's user.
+func (m *Module) flushOffline(ctx context.Context, s *sessions.Session) {
+	user := s.JID.Localpart()
+	msgs, err := m.store.TakeOffline(ctx, user)
 	if err != nil {
 		m.log.WithError(err).Error("reading offline messages")
-		return false
+		return
 	}
-	host, _ := jid.New("", st.From.Domainpart(), "")
+	host, _ := jid.New("", s.JID.Domainpart(), "")
 	for _, om := range msgs {
 		msg, err := decodeStanza(om.XML)
 		if err != nil {
@@ -199,10 +218,9 @@ func (m *Module) initialPresence(ctx context.Context, env *router.Envelope) bool
 		msg.Append(delay)
 		if err := s.Send(msg); err != nil {
 			// The session died while flushing: keep the rest for next time.
-			_ = m.store.StoreOffline(ctx, st.From.Localpart(), om.Stamp, om.XML, 1<<30)
+			_ = m.store.StoreOffline(ctx, user, om.Stamp, om.XML, 1<<30)
 		}
 	}
-	return false
 }
 
 func decodeStanza(b []byte) (*stanza.Stanza, error) {

@@ -1,6 +1,7 @@
 package message_test
 
 import (
+	"fmt"
 	"testing"
 
 	"gatehouse/xmpp/config"
@@ -110,4 +111,25 @@ func TestOfflineRules(t *testing.T) {
 	bob2.Send(`<presence/>`)
 	bob2.Ping()
 	bob2.ExpectNone(xmpptest.IsMessage("one"), 0)
+}
+
+// A message to a bare JID that races the recipient's initial presence is
+// delivered, either live, or from offline storage in that session: never
+// left in storage while the recipient is online. Before the re-flush in
+// storeOffline, a store committed just after the presence's flush stayed
+// there until the next login.
+func TestMessageRacingInitialPresence(t *testing.T) {
+	ts := xmpptest.RunServer(t)
+	ts.AddUser(t, "alice", "alice password")
+	ts.AddUser(t, "bob", "bob password")
+	alice := ts.Dial(t, "alice", "alice password", xmpptest.ClientOptions{Resource: "desk"})
+	for i := range 25 {
+		bob := ts.Dial(t, "bob", "bob password", xmpptest.ClientOptions{Resource: "r"})
+		body := fmt.Sprintf("race %d", i)
+		// Both at once: alice's message and bob's initial presence.
+		alice.Sendf(`<message to='bob@localhost' type='chat'><body>%s</body></message>`, body)
+		bob.Send(`<presence/>`)
+		bob.Expect(xmpptest.IsMessage(body))
+		bob.Close()
+	}
 }
