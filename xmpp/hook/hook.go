@@ -79,6 +79,9 @@ type iqKey struct {
 type Bus struct {
 	hosts      map[string]bool
 	components map[string]router.Deliverer
+	// discoItems are further entities the server lists in its disco#items
+	// (transports: XEP-0100 says clients find gateways there).
+	discoItems map[string]bool
 	accounts   Accounts
 	sessions   *sessions.Table
 	router     Router
@@ -141,6 +144,35 @@ func (b *Bus) AddComponent(domain string, d router.Deliverer) {
 	b.mu.Lock()
 	b.components[domain] = d
 	b.mu.Unlock()
+}
+
+// AddDiscoItem lists jid in the server's disco#items (XEP-0030) besides
+// the internal components, e.g. a transport's domain (XEP-0100 §4.1).
+func (b *Bus) AddDiscoItem(jid string) {
+	b.mu.Lock()
+	if b.discoItems == nil {
+		b.discoItems = map[string]bool{}
+	}
+	b.discoItems[jid] = true
+	b.mu.Unlock()
+}
+
+// DiscoItems returns what the server lists in its disco#items: the
+// internal components and the items added with AddDiscoItem, sorted.
+func (b *Bus) DiscoItems() []string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]string, 0, len(b.components)+len(b.discoItems))
+	for d := range b.components {
+		out = append(out, d)
+	}
+	for d := range b.discoItems {
+		if _, dup := b.components[d]; !dup {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Components returns the internal component domains.

@@ -217,6 +217,8 @@ func (s *Server) AddTransportDomain(domain string) {
 	s.zones.mu.Lock()
 	s.zones.transports[domain] = true
 	s.zones.mu.Unlock()
+	// Clients find gateways in the server's disco#items (XEP-0100 §4.1).
+	s.bus.AddDiscoItem(domain)
 }
 
 // Listen binds every configured listener. Addresses ending in :0 get a free

@@ -108,7 +108,7 @@ func (m *Module) hostItems(_ context.Context, env *router.Envelope) *stanza.Stan
 		return e
 	}
 	q := stanza.NewElement(NSItems, "query")
-	for _, d := range m.bus.Components() {
+	for _, d := range m.bus.DiscoItems() {
 		q.Append(stanza.NewElement(NSItems, "item", "jid", d))
 	}
 	return st.Result(q)
