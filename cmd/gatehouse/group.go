@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,7 @@ func newGroupCmd(g *globals) *cobra.Command {
 data directory; the running server sees changes within
 policy.directory_refresh (default 10s), without a reload.`,
 	}
+	var listOut string
 	create := &cobra.Command{
 		Use:     "create GROUP",
 		Short:   "Create a group",
@@ -120,39 +122,44 @@ policy.directory_refresh (default 10s), without a reload.`,
 		Use:   "list [GROUP]",
 		Short: "List groups with their members, or one group's members",
 		Example: `  gatehouse group list
-  gatehouse group list interns`,
+  gatehouse group list interns
+  gatehouse group list -o json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withDB(cmd, g, func(db *storage.DB) error {
-				out := cmd.OutOrStdout()
-				if len(args) == 1 {
-					members, err := db.GroupMembers(cmd.Context(), args[0])
-					if errors.Is(err, storage.ErrNotFound) {
-						return fmt.Errorf("no group %q", args[0])
-					}
-					if err != nil {
+				names := args
+				if len(args) == 0 {
+					var err error
+					if names, err = db.Groups(cmd.Context()); err != nil {
 						return err
 					}
-					for _, m := range members {
-						fmt.Fprintln(out, m)
-					}
-					return nil
 				}
-				groups, err := db.Groups(cmd.Context())
-				if err != nil {
-					return err
-				}
-				for _, name := range groups {
+				groups := map[string][]string{}
+				for _, name := range names {
 					members, err := db.GroupMembers(cmd.Context(), name)
+					if errors.Is(err, storage.ErrNotFound) {
+						return fmt.Errorf("no group %q", name)
+					}
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(out, "%s: %s\n", name, listOr(members, "(no members)"))
+					groups[name] = members
 				}
-				return nil
+				return render(cmd.OutOrStdout(), listOut, groups, func(w *tabwriter.Writer) {
+					if len(args) == 1 {
+						for _, m := range groups[args[0]] {
+							fmt.Fprintln(w, m)
+						}
+						return
+					}
+					for _, name := range names {
+						fmt.Fprintf(w, "%s: %s\n", name, listOr(groups[name], "(no members)"))
+					}
+				})
 			})
 		},
 	}
+	outputFlag(list, &listOut)
 	cmd.AddCommand(create, del, add, remove, list)
 	return cmd
 }

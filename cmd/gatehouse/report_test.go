@@ -18,6 +18,9 @@ func TestReportCommand(t *testing.T) {
 	mustRun(t, "correct horse\n", "-c", cfgFile, "user", "add", "alice")
 	mustRun(t, "", "-c", cfgFile, "group", "create", "sales")
 	mustRun(t, "", "-c", cfgFile, "group", "add", "sales", "alice")
+	if out := mustRun(t, "", "-c", cfgFile, "group", "list", "-o", "json"); out != "{\n  \"sales\": [\n    \"alice\"\n  ]\n}\n" {
+		t.Errorf("group list -o json: %q", out)
+	}
 
 	cfg, err := config.Load(cfgFile)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -29,7 +30,7 @@ func newUserCmd(g *globals) *cobra.Command {
 		Long: `Manage accounts in the data directory. Only salted SCRAM verifiers are stored
 (SCRAM-SHA-1, -256, -512), never the password.`,
 	}
-	var passwordFile string
+	var passwordFile, listOut string
 	addPW := func(c *cobra.Command) {
 		c.Flags().StringVar(&passwordFile, "password-file", "", "read the password from the first line of this file instead of prompting")
 	}
@@ -147,10 +148,11 @@ func newUserCmd(g *globals) *cobra.Command {
 		},
 	}
 	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List accounts",
-		Example: `  gatehouse user list`,
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List accounts",
+		Example: `  gatehouse user list
+  gatehouse user list -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
 			if err != nil {
@@ -165,12 +167,18 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, u := range users {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s@%s\n", u, cfg.Hosts[0])
+			jids := make([]string, len(users))
+			for i, u := range users {
+				jids[i] = u + "@" + cfg.Hosts[0]
 			}
-			return nil
+			return render(cmd.OutOrStdout(), listOut, jids, func(w *tabwriter.Writer) {
+				for _, j := range jids {
+					fmt.Fprintln(w, j)
+				}
+			})
 		},
 	}
+	outputFlag(list, &listOut)
 	cmd.AddCommand(add, passwd, del, list, newSetManagerCmd(g), newUserShowCmd(g))
 	cmd.AddCommand(newUserLockCmds(g)...)
 	return cmd

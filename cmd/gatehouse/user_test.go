@@ -57,6 +57,7 @@ func TestUserCommands(t *testing.T) {
 		{"delete", "", []string{"user", "delete", "bob"}, "deleted bob", false},
 		{"delete unknown", "", []string{"user", "delete", "bob"}, `no user "bob"`, true},
 		{"list after delete", "", []string{"user", "list"}, "alice@example.org\n", false},
+		{"list as json", "", []string{"user", "list", "-o", "json"}, "[\n  \"alice@example.org\"\n]\n", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -91,6 +91,19 @@ func newLink(ctx context.Context, st *Stream) *link {
 	return l
 }
 
+// Queued is the session's outbound queue: stanzas waiting to be written,
+// plus those held while the client is inactive (XEP-0352).
+func (l *link) Queued() int {
+	n := 0
+	if c := l.cur.Load(); c != nil {
+		n = c.Queued()
+	}
+	l.mu.Lock()
+	n += len(l.held)
+	l.mu.Unlock()
+	return n
+}
+
 // Send implements sessions.Sender.
 func (l *link) Send(s *stanza.Stanza) error {
 	if l.inactive.Load() {

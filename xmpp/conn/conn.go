@@ -255,6 +255,13 @@ func (c *Conn) StartWriter() {
 	go c.writeLoop()
 }
 
+// Queued returns the stanzas waiting in the outbound buffer (metrics).
+func (c *Conn) Queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending
+}
+
 // Send serializes st into the outbound buffer. A peer whose queue exceeds
 // the limits is cut off with resource-constraint.
 func (c *Conn) Send(st *stanza.Stanza) error {

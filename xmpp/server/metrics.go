@@ -40,6 +40,13 @@ func (s *Server) setupMetrics() {
 		}
 		return 0
 	})
+	m.Gauge("c2s_queue_depth", "Stanzas waiting to be written to client sessions (all sessions together).", nil, func() float64 {
+		n := 0
+		for _, ss := range s.table.All() {
+			n += ss.Queued()
+		}
+		return float64(n)
+	})
 	m.Gauge("s2s_queue_depth", "Stanzas waiting for outbound federation links to come up.", nil, func() float64 {
 		n := 0
 		if svc := s.S2S(); svc != nil {

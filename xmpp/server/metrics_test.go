@@ -73,6 +73,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want at least %v", c.pattern, v, c.min)
 		}
 	}
+	// An inactive client's held chat state (XEP-0352) is queued for it.
+	bob.Send(`<inactive xmlns='urn:xmpp:csi:0'/>`)
+	bob.Ping()
+	alice.Sendf(`<message to='%s' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`, bob.JID)
+	alice.Ping() // the message was routed before the ping is answered
+	if v := scrape(t, addr, `gatehouse_c2s_queue_depth`); v < 1 {
+		t.Errorf("c2s queue depth with a held chat state = %v, want at least 1", v)
+	}
 	if v := scrape(t, addr, `gatehouse_connections\{kind="component"\}`); v != 0 {
 		t.Errorf("component connections = %v, want 0", v)
 	}

@@ -66,6 +66,15 @@ func (s *Session) Idle() time.Duration {
 	return time.Since(time.Unix(0, t))
 }
 
+// Queued returns the stanzas waiting to go to the client, when the
+// connection can tell (0 otherwise).
+func (s *Session) Queued() int {
+	if q, ok := s.out.(interface{ Queued() int }); ok {
+		return q.Queued()
+	}
+	return 0
+}
+
 // Send enqueues a stanza for the client.
 func (s *Session) Send(st *stanza.Stanza) error { return s.out.Send(st) }
 
