@@ -188,11 +188,12 @@ func (s *Server) ListenUnix(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("admin: removing stale socket: %w", err)
 	}
-	// The umask makes the socket 0600 from the start, with no window in
-	// which another user could connect.
-	old := syscall.Umask(0o177)
+	// No umask games: the umask is process-wide and would leak into files
+	// other goroutines create meanwhile (a binary built without its x
+	// bits). The usual umask already leaves others without write
+	// permission, which connecting needs; the chmod below narrows it to
+	// 0600, and unixAuth checks every caller's uid regardless.
 	ln, err := net.Listen("unix", addr)
-	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", path, err)
 	}
