@@ -204,28 +204,17 @@ func (s *Service) Serve(ln net.Listener, directTLS bool) error {
 	}
 	s.listen = append(s.listen, addr)
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Back off on resource exhaustion (EMFILE) as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("s2s: accept: %w", err)
-		}
-		delay = 0
+	err := conn.Accept(ln, func(nc net.Conn) bool {
 		if !s.goTracked(func() { s.handleInbound(nc, directTLS) }) {
 			_ = nc.Close()
-			return nil
+			return false
 		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("s2s: accept: %w", err)
 	}
+	return nil
 }
 
 // goTracked runs f on a goroutine Shutdown waits for; false when the

@@ -216,30 +216,14 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	h.listeners = append(h.listeners, ln)
 	h.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Back off on resource exhaustion (EMFILE) as net/http does.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("component: accept: %w", err)
-		}
-		delay = 0
+	err := conn.Accept(ln, func(nc net.Conn) bool {
 		// Add only while not closing: Shutdown's Wait must never race
 		// with an Add from zero.
 		h.mu.Lock()
 		if h.closing {
 			h.mu.Unlock()
 			_ = nc.Close()
-			return nil
+			return false
 		}
 		h.wg.Add(1)
 		h.mu.Unlock()
@@ -247,7 +231,12 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 			defer h.wg.Done()
 			h.handle(ctx, nc)
 		}()
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("component: accept: %w", err)
 	}
+	return nil
 }
 
 // Shutdown stops accepting, closes every component stream with

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -177,37 +176,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, directTLS bool) err
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Back off on resource exhaustion (EMFILE) as net/http does.
-				if delay == 0 {
-					delay = 5 * time.Millisecond
-				} else if delay *= 2; delay > time.Second {
-					delay = time.Second
-				}
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	mode := startTLS
+	if directTLS {
+		mode = directTLSMode
+	}
+	return conn.Accept(ln, func(nc net.Conn) bool {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			mode := startTLS
-			if directTLS {
-				mode = directTLSMode
-			}
 			s.handle(ctx, nc, mode)
 		}()
-	}
+		return true
+	})
 }
 
 // Secured is a connection whose transport already provides TLS, such as
